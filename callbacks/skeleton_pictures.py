@@ -1,0 +1,251 @@
+"""Pictures of a few lifted poses, so a run's quality can be judged by eye.
+
+Each picture has three square panels: the 2D input, then the 3D prediction
+against the ground truth seen from the front (x-y) and from the side (z-y).
+Poses are auto-scaled and centred; both 3D views share one scale so bone
+lengths compare between them. Left limbs are drawn lighter, right limbs darker.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+
+from framework.errors import UserError
+from framework.images import log_images
+from geometry.skeletons import H36M17, Skeleton
+
+BACKGROUND = (255, 255, 255)
+BORDER = (200, 200, 200)
+TEXT = (30, 30, 30)
+
+
+@dataclass(frozen=True)
+class LimbColors:
+    """RGB colours of one pose: left limbs lighter, right limbs darker, the trunk in between."""
+    left: tuple[int, int, int]
+    right: tuple[int, int, int]
+    centre: tuple[int, int, int]
+
+
+PRED_COLORS = LimbColors(left=(255, 150, 90), right=(180, 40, 0), centre=(235, 95, 30))  # orange-red
+GT_COLORS = LimbColors(left=(110, 170, 255), right=(10, 50, 170), centre=(40, 105, 225))  # blue
+INPUT_COLORS = LimbColors(left=(110, 205, 110), right=(15, 115, 35), centre=(55, 160, 65))  # green
+
+
+def joint_color(skeleton: Skeleton, joint: int, colors: LimbColors) -> tuple[int, int, int]:
+    if joint in skeleton.left:
+        return colors.left
+    if joint in skeleton.right:
+        return colors.right
+    return colors.centre
+
+
+def draw_skeleton_2d(canvas: np.ndarray, pose2d: np.ndarray, skeleton: Skeleton,
+                     color: LimbColors | Sequence[int], thickness: int = 2) -> np.ndarray:
+    """Draw bones and joints of a (J, 2) pixel-coordinate pose onto ``canvas`` in place.
+
+    ``color`` is one RGB triple or a :class:`LimbColors`; joints with a non-finite
+    coordinate (and their bones) are left out.
+    """
+    pose2d = np.asarray(pose2d, dtype=np.float64)
+    if pose2d.shape != (skeleton.num_joints, 2):
+        raise UserError(f"draw_skeleton_2d: pose2d has shape {pose2d.shape}, expected ({skeleton.num_joints}, 2) "
+                        f"for skeleton {skeleton.name}")
+    colors = color if isinstance(color, LimbColors) else LimbColors(*(tuple(int(c) for c in color),) * 3)
+    finite = np.isfinite(pose2d).all(axis=1)
+    points = [tuple(int(round(c)) for c in p) if ok else None for p, ok in zip(pose2d, finite)]
+    for child, parent in skeleton.bones:
+        if points[child] is not None and points[parent] is not None:
+            cv2.line(canvas, points[parent], points[child], joint_color(skeleton, child, colors),
+                     thickness, cv2.LINE_AA)
+    for j, p in enumerate(points):
+        if p is not None:
+            cv2.circle(canvas, p, thickness + 1, joint_color(skeleton, j, colors), -1, cv2.LINE_AA)
+    return canvas
+
+
+def fit_view(views: list[np.ndarray], size: int, margin: float, extent: Optional[float] = None):
+    """Centre and scale mapping the finite points of ``views`` (each (J, 2)) into a size x size panel."""
+    points = np.concatenate([v[np.isfinite(v).all(axis=1)] for v in views], axis=0)
+    if len(points) == 0:
+        return np.zeros(2), 1.0
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    if extent is None:
+        extent = float((hi - lo).max())
+    scale = (size - 2 * margin) / max(extent, 1e-6)
+    return (lo + hi) / 2, scale
+
+
+def view_extent(views: list[np.ndarray]) -> float:
+    points = np.concatenate([v[np.isfinite(v).all(axis=1)] for v in views], axis=0)
+    return float((points.max(axis=0) - points.min(axis=0)).max()) if len(points) else 1.0
+
+
+def to_pixels(view: np.ndarray, centre: np.ndarray, scale: float, size: int) -> np.ndarray:
+    return (view - centre) * scale + size / 2
+
+
+def mpjpe_mm(pred3d: np.ndarray, gt3d: np.ndarray) -> float:
+    err = np.linalg.norm(pred3d - gt3d, axis=-1)
+    err = err[np.isfinite(err)]
+    return float(err.mean() * 1000) if len(err) else float("nan")
+
+
+def put_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color=TEXT) -> None:
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+
+
+def render_pose_panel(pose2d: np.ndarray, pred3d: np.ndarray, gt3d: Optional[np.ndarray] = None,
+                      skeleton: Skeleton = H36M17, size: int = 256) -> np.ndarray:
+    """RGB uint8 picture (size, 3*size, 3): 2D input | front view x-y | side view z-y.
+
+    ``pose2d`` is in normalised screen coordinates, ``pred3d``/``gt3d`` in metres
+    (camera frame, y down, so the person stands upright in both 3D views).
+    """
+    if size < 64:
+        raise UserError(f"render_pose_panel: size must be at least 64 pixels, got {size}")
+    J = skeleton.num_joints
+    pose2d, pred3d = np.asarray(pose2d, dtype=np.float64), np.asarray(pred3d, dtype=np.float64)
+    gt3d = None if gt3d is None else np.asarray(gt3d, dtype=np.float64)
+    for name, arr, dim in (("pose2d", pose2d, 2), ("pred3d", pred3d, 3), ("gt3d", gt3d, 3)):
+        if arr is not None and arr.shape != (J, dim):
+            raise UserError(f"render_pose_panel: {name} has shape {tuple(arr.shape)}, expected ({J}, {dim}) "
+                            f"for skeleton {skeleton.name}")
+    thickness = max(1, round(size / 128))
+    font = max(0.3, 0.4 * size / 256)
+    (_, text_h), _ = cv2.getTextSize("Mg", cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+    line_h = text_h + 6
+    margin = 0.13 * size
+
+    panels = [np.full((size, size, 3), BACKGROUND, dtype=np.uint8) for _ in range(3)]
+
+    # 2D input (y already points down in screen coordinates)
+    centre, scale = fit_view([pose2d], size, margin)
+    draw_skeleton_2d(panels[0], to_pixels(pose2d, centre, scale, size), skeleton, INPUT_COLORS, thickness)
+
+    # 3D views, one scale for both so lengths compare
+    poses = [pred3d] + ([gt3d] if gt3d is not None else [])
+    front = [p[:, [0, 1]] for p in poses]
+    side = [p[:, [2, 1]] for p in poses]
+    extent = max(view_extent(front), view_extent(side))
+    for panel, views in ((panels[1], front), (panels[2], side)):
+        centre, scale = fit_view(views, size, margin, extent)
+        if gt3d is not None:
+            draw_skeleton_2d(panel, to_pixels(views[1], centre, scale, size), skeleton, GT_COLORS, thickness)
+        draw_skeleton_2d(panel, to_pixels(views[0], centre, scale, size), skeleton, PRED_COLORS, thickness)
+
+    for panel, title in zip(panels, ("2D input", "front (x-y)", "side (z-y)")):
+        put_text(panel, title, (6, line_h), font)
+        cv2.rectangle(panel, (0, 0), (size - 1, size - 1), BORDER, 1)
+
+    # legend (top right of the side view) and the sample's error (bottom of the front view)
+    entries = [("pred", PRED_COLORS)] + ([("GT", GT_COLORS)] if gt3d is not None else [])
+    swatch = line_h
+    text_w = max(cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, font, 1)[0][0] for name, _ in entries)
+    x0 = size - 6 - text_w - 4 - swatch
+    for row, (name, colors) in enumerate(entries):
+        y = line_h * (row + 1)
+        cv2.line(panels[2], (x0, y - text_h // 2), (x0 + swatch, y - text_h // 2), colors.centre, thickness + 1)
+        put_text(panels[2], name, (x0 + swatch + 4, y), font)
+    if gt3d is not None:
+        put_text(panels[1], f"MPJPE {mpjpe_mm(pred3d, gt3d):.1f} mm", (6, size - 8), font)
+    return np.ascontiguousarray(np.concatenate(panels, axis=1))
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy()
+
+
+def predicted_poses(outputs: Any) -> Optional[torch.Tensor]:
+    """(B, J, 3) predictions from what a validation/test step returned, or None."""
+    if isinstance(outputs, dict):
+        outputs = outputs.get("pose3d")
+    if torch.is_tensor(outputs) and outputs.dim() == 3 and outputs.shape[-1] == 3:
+        return outputs
+    return None
+
+
+class SkeletonPictures(pl.Callback):
+    """Pictures of the first ``num_samples`` validation / test samples of each epoch.
+
+    Logged (global rank zero only) through :func:`framework.images.log_images`
+    under ``pictures/val`` at every validation epoch end (not the sanity check)
+    and ``pictures/test{tag}`` at test end; the last test pictures stay in
+    ``test_images`` so adapt.py can put before/after side by side.
+    """
+
+    def __init__(self, num_samples: int = 4, size: int = 256, tag: str = ""):
+        super().__init__()
+        if num_samples < 0:
+            raise UserError(f"pictures.num_samples must be >= 0, got {num_samples}")
+        if size < 64:
+            raise UserError(f"pictures.size must be at least 64 pixels, got {size}")
+        self.num_samples = num_samples
+        self.size = size
+        self.tag = tag
+        self.samples: list[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = []
+        self.val_images: list[np.ndarray] = []
+        self.test_images: list[np.ndarray] = []
+        self._warned = False
+
+    # ---------------------------------------------------------------- collect
+    def _collect(self, trainer: pl.Trainer, outputs: Any, batch: Any) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or len(self.samples) >= self.num_samples:
+            return
+        pred = predicted_poses(outputs)
+        if pred is None or not isinstance(batch, dict) or "pose2d" not in batch:
+            if not self._warned:
+                rank_zero_warn("SkeletonPictures: the step returned no (B, J, 3) 'pose3d' or the batch has no "
+                               "'pose2d'; no pictures will be drawn")
+                self._warned = True
+            return
+        take = min(self.num_samples - len(self.samples), pred.shape[0])
+        pose2d = to_numpy(batch["pose2d"][:take])
+        pred3d = to_numpy(pred[:take])
+        gt3d = to_numpy(batch["pose3d"][:take]) if torch.is_tensor(batch.get("pose3d")) else [None] * take
+        self.samples.extend(zip(pose2d, pred3d, gt3d))
+
+    def _render(self, pl_module: pl.LightningModule) -> list[np.ndarray]:
+        skeleton = getattr(pl_module, "skeleton", None)
+        if not isinstance(skeleton, Skeleton):
+            skeleton = H36M17
+        return [render_pose_panel(p2, p3, g3, skeleton, self.size) for p2, p3, g3 in self.samples]
+
+    def _captions(self) -> list[str]:
+        return [f"sample {i}" + (f", MPJPE {mpjpe_mm(p3, g3):.1f} mm" if g3 is not None else "")
+                for i, (_, p3, g3) in enumerate(self.samples)]
+
+    # ------------------------------------------------------------- validation
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.samples = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not self.samples:
+            return
+        self.val_images = self._render(pl_module)
+        log_images(trainer, "pictures/val", self.val_images, captions=self._captions())
+        self.samples = []
+
+    # ------------------------------------------------------------------- test
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self.samples = []
+        self.test_images = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, outputs, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not self.samples:
+            return
+        self.test_images = self._render(pl_module)
+        log_images(trainer, f"pictures/test{self.tag}", self.test_images, captions=self._captions())
+        self.samples = []

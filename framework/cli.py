@@ -1,0 +1,45 @@
+"""What train.py and adapt.py share: error handling, the trainer, run folders across DDP ranks."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytorch_lightning as pl
+
+from framework.config import to_plain
+from framework.errors import UserError
+from framework.io import AtomicCheckpointIO
+
+RUN_DIR_ENV = "MOTION_ADAPT_RUN_DIR"
+
+
+def run_main(body: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
+    """Run a command; a UserError becomes one line on stderr and exit status 2."""
+    try:
+        return body(sys.argv[1:] if argv is None else argv) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def shared_run_dir(choose: Callable[[], Path]) -> Path:
+    """The run folder, chosen once by the launching process and inherited by the
+    processes Lightning's DDP launcher starts (they re-run this script)."""
+    existing = os.environ.get(RUN_DIR_ENV)
+    if existing:
+        return Path(existing)
+    run_dir = choose()
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    return run_dir
+
+
+def build_trainer(cfg, run_dir: Path, loggers: list, callbacks: list) -> pl.Trainer:
+    kwargs = to_plain(cfg.trainer)
+    try:
+        return pl.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks,
+                          plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir))
+    except (ValueError, TypeError) as e:  # Lightning's own checks of devices, strategy, precision ...
+        raise UserError(f"trainer: {str(e).splitlines()[0]}") from None
+

@@ -1,0 +1,167 @@
+"""Command-line configuration: YAML files merged in order, then dotted overrides,
+validated against the method's schema (structured OmegaConf dataclasses).
+
+Every problem becomes one ``UserError`` line that names the key or the file.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from framework.errors import UserError
+
+
+@dataclass
+class TrainerConfig:
+    """Keyword arguments of ``pl.Trainer``; anything here goes straight to it."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: Any = "32-true"
+    max_epochs: Optional[int] = None
+    max_steps: int = -1
+    max_time: Optional[str] = None
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: Optional[int] = 1
+    num_sanity_val_steps: Optional[int] = None
+    log_every_n_steps: Optional[int] = None
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: Optional[float] = None
+    gradient_clip_algorithm: Optional[str] = None
+    deterministic: Optional[bool] = None
+    benchmark: Optional[bool] = None
+    inference_mode: bool = True
+    enable_progress_bar: Optional[bool] = None
+    enable_model_summary: Optional[bool] = None
+    sync_batchnorm: bool = False
+    detect_anomaly: bool = False
+    fast_dev_run: bool = False
+
+
+@dataclass
+class WandbConfig:
+    project: str = "motion-adapt"
+    entity: Optional[str] = None
+    # "auto": online when the user is logged in, offline otherwise (sync later with `wandb sync`).
+    mode: str = "auto"
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    # any of: csv, tensorboard, wandb; an empty list (or ["none"]) logs nothing
+    kinds: list[str] = field(default_factory=lambda: ["csv"])
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class CheckpointConfig:
+    monitor: str = "val/mpjpe"
+    mode: str = "min"
+    every_n_epochs: int = 1
+
+
+@dataclass
+class PicturesConfig:
+    enabled: bool = True
+    num_samples: int = 4
+    size: int = 256
+
+
+@dataclass
+class RunConfig:
+    """Keys every method shares; a method's schema subclasses this and adds
+    ``data``, ``model`` and ``adaptation``."""
+
+    method: str = MISSING
+    run_name: Optional[str] = None
+    output_dir: str = "outputs"
+    seed: int = 0
+    # train.py: true resumes the newest run of this config from its last checkpoint, a path resumes from it
+    resume: Any = False
+    # adapt.py: the checkpoint to adapt; by default the newest one train.py wrote for this config
+    ckpt: Optional[str] = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    pictures: PicturesConfig = field(default_factory=PicturesConfig)
+
+
+def parse_args(argv: list[str], description: str) -> tuple[list[str], list[str]]:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", action="append", default=[], metavar="YAML",
+                        help="config file; repeat to merge several in order")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="dotted overrides applied after the files")
+    args = parser.parse_args(argv)
+    if not args.config:
+        parser.error("at least one --config file is required (e.g. --config configs/iso/quick.yaml)")
+    return args.config, args.overrides
+
+
+def _read_yaml(path: str) -> DictConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        cfg = OmegaConf.load(p)
+    except Exception as e:  # yaml syntax errors come in several types
+        raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"config file {path} must hold a mapping at its top level")
+    return cfg
+
+
+def _explain(e: OmegaConfBaseException) -> str:
+    key = getattr(e, "full_key", None) or getattr(e, "key", None)
+    msg = str(e).splitlines()[0]
+    name = type(e).__name__
+    if "Key" in name and ("not in struct" in msg or "not found" in msg or name == "ConfigKeyError"):
+        return f"unknown config key '{key}'"
+    if key:
+        return f"config key '{key}': {msg}"
+    return msg
+
+
+def load_config(files: list[str], overrides: list[str],
+                schema_for: Callable[[str], type]) -> DictConfig:
+    """Merge files then overrides onto the schema of the method they name."""
+    raw = [_read_yaml(f) for f in files]
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override '{item}' is not of the form key.sub=value")
+    try:
+        dotlist = OmegaConf.from_dotlist(overrides)
+    except OmegaConfBaseException as e:
+        raise UserError(f"could not parse overrides: {_explain(e)}") from None
+    merged_raw = OmegaConf.merge(*raw, dotlist)
+    method = merged_raw.get("method")
+    if method is None:
+        raise UserError("missing required config value 'method' (e.g. method: iso)")
+    schema = schema_for(str(method))
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), *raw, dotlist)
+    except OmegaConfBaseException as e:
+        raise UserError(_explain(e)) from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"missing required config value '{missing[0]}'")
+    if cfg.run_name is None:
+        cfg.run_name = "+".join(Path(f).stem for f in files)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def to_plain(cfg: DictConfig | Any) -> Any:
+    """A resolved plain-python copy (dicts, lists, scalars): safe to pickle with weights_only."""
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg

@@ -1,0 +1,93 @@
+"""The registry that ties a method name to its config schema, LightningModule,
+datamodule and callbacks. train.py and adapt.py only talk to this."""
+# no `from __future__ import annotations`: OmegaConf reads the schema dataclasses' annotations at run time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytorch_lightning as pl
+
+from framework.config import RunConfig, to_plain
+from framework.errors import UserError
+from framework.io import load_checkpoint
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    schema: type
+    module: type
+    datamodule: Callable[[object, str], pl.LightningDataModule]  # (cfg, "source" | "target")
+    adaptation: Callable[[object], pl.Callback]
+    pictures: Optional[Callable[[object], pl.Callback]] = None
+
+
+def _iso() -> MethodSpec:
+    from callbacks.per_instance import PerInstanceAdaptation, PerInstanceAdaptationConfig
+    from callbacks.skeleton_pictures import SkeletonPictures
+    from datamodules.pose_lifting import PoseDataConfig, PoseLiftingDataModule
+    from lightning_modules.iso import ISOModelConfig, ISOModule
+
+    @dataclass
+    class ISOConfig(RunConfig):
+        method: str = "iso"
+        data: PoseDataConfig = field(default_factory=PoseDataConfig)
+        model: ISOModelConfig = field(default_factory=ISOModelConfig)
+        adaptation: PerInstanceAdaptationConfig = field(default_factory=PerInstanceAdaptationConfig)
+
+    return MethodSpec(
+        name="iso",
+        schema=ISOConfig,
+        module=ISOModule,
+        datamodule=lambda cfg, domain: PoseLiftingDataModule(cfg.data, test_domain=domain),
+        adaptation=lambda cfg: PerInstanceAdaptation(PerInstanceAdaptationConfig(**to_plain(cfg.adaptation))),
+        pictures=lambda cfg: SkeletonPictures(cfg.pictures.num_samples, cfg.pictures.size),
+    )
+
+
+REGISTRY: dict[str, Callable[[], MethodSpec]] = {"iso": _iso}
+
+
+def get_method(name: str) -> MethodSpec:
+    try:
+        return REGISTRY[name]()
+    except KeyError:
+        raise UserError(f"config key 'method': unknown method {name!r}; known: {sorted(REGISTRY)}") from None
+
+
+def schema_for(name: str) -> type:
+    return get_method(name).schema
+
+
+def build_module(spec: MethodSpec, cfg) -> pl.LightningModule:
+    try:
+        return spec.module(method=spec.name, model=to_plain(cfg.model))
+    except (TypeError, ValueError) as e:
+        raise UserError(f"model: {e}") from None
+
+
+def load_module(spec: MethodSpec, cfg, ckpt_path) -> pl.LightningModule:
+    """The module described by ``cfg.model`` with the weights of a checkpoint of the same method."""
+    ckpt = load_checkpoint(ckpt_path)
+    method = ckpt.get("method") or ckpt.get("hyper_parameters", {}).get("method")
+    if method != spec.name:
+        raise UserError(f"checkpoint {ckpt_path} was written by method '{method}', not '{spec.name}'")
+    if "state_dict" not in ckpt:
+        raise UserError(f"checkpoint {ckpt_path} has no 'state_dict'")
+    module = build_module(spec, cfg)
+    own, theirs = module.state_dict(), ckpt["state_dict"]
+    missing = [k for k in own if k not in theirs]
+    unexpected = [k for k in theirs if k not in own]
+    shapes = [k for k in own if k in theirs and own[k].shape != theirs[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}")
+        if shapes:
+            parts.append(f"shape mismatch in {shapes[:3]}")
+        raise UserError(f"checkpoint {ckpt_path} does not fit the model in the config ({'; '.join(parts)}); "
+                        f"check the model section matches the one it was trained with")
+    module.load_state_dict(theirs, strict=True)
+    return module

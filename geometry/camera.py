@@ -1,0 +1,99 @@
+"""Camera projections and screen-coordinate normalisation (pure torch, batched).
+
+Conventions (see /work/spec.md): camera frame x right, y down, z forward;
+normalised screen coordinates u_n = u / w * 2 - 1, v_n = v / w * 2 - h / w.
+"""
+from __future__ import annotations
+
+import torch
+
+from framework.errors import UserError
+
+# Depths below this are clamped so points at or behind the camera never divide by zero.
+MIN_DEPTH = 1e-4
+
+
+def _as_xy(value, like: torch.Tensor, name: str):
+    """Turn a float or a (..., 2) / (..., 1) tensor into something that broadcasts with (..., J, 2)."""
+    if not torch.is_tensor(value):
+        return float(value)
+    value = value.to(device=like.device, dtype=like.dtype)
+    if value.dim() == 0:
+        return value
+    if value.shape[-1] not in (1, 2):
+        raise UserError(f"{name}: last dimension must be 1 or 2 (per-axis values), got shape {tuple(value.shape)}")
+    return value.unsqueeze(-2)
+
+
+def _check_points(points: torch.Tensor, dim: int, fn: str) -> None:
+    if points.dim() < 2 or points.shape[-1] != dim:
+        raise UserError(f"{fn}: expected points of shape (..., J, {dim}), got {tuple(points.shape)}")
+
+
+def _check_last_dim(xy: torch.Tensor, fn: str) -> None:
+    if xy.dim() < 1 or xy.shape[-1] != 2:
+        raise UserError(f"{fn}: expected coordinates of shape (..., 2), got {tuple(xy.shape)}")
+
+
+def perspective_project(points: torch.Tensor, focal, center=0.0, min_depth: float = MIN_DEPTH) -> torch.Tensor:
+    """Pinhole projection (..., J, 3) -> (..., J, 2): focal * xy / z + center.
+
+    ``focal`` and ``center`` are floats, 0-d tensors, or tensors of shape (..., 2) / (..., 1)
+    (one value per pose, broadcast over joints). z is clamped to ``min_depth``.
+    """
+    _check_points(points, 3, "perspective_project")
+    z = points[..., 2:3].clamp(min=min_depth)
+    return points[..., :2] / z * _as_xy(focal, points, "focal") + _as_xy(center, points, "center")
+
+
+def weak_perspective_project(points: torch.Tensor, scale, translation) -> torch.Tensor:
+    """Scaled orthographic projection: scale * xy + translation.
+
+    ``scale`` is a float or a (...,) tensor, ``translation`` a (..., 2) tensor (or a float),
+    one value per pose.
+    """
+    _check_points(points, 3, "weak_perspective_project")
+    if torch.is_tensor(scale):
+        scale = scale.to(device=points.device, dtype=points.dtype)[..., None, None]
+    if torch.is_tensor(translation):
+        if translation.dim() == 0 or translation.shape[-1] != 2:
+            raise UserError(f"weak_perspective_project: translation must have shape (..., 2), got {tuple(translation.shape)}")
+        translation = translation.to(device=points.device, dtype=points.dtype).unsqueeze(-2)
+    return points[..., :2] * scale + translation
+
+
+def normalize_screen(px: torch.Tensor, width, height) -> torch.Tensor:
+    """Pixels (..., 2) -> normalised screen coordinates: x in [-1, 1], aspect ratio kept.
+
+    ``width`` / ``height`` are floats or tensors broadcastable to ``px[..., 0]``.
+    """
+    _check_last_dim(px, "normalize_screen")
+    u = px[..., 0] / width * 2 - 1
+    v = px[..., 1] / width * 2 - height / width
+    return torch.stack((u, v), dim=-1)
+
+
+def denormalize_screen(xy: torch.Tensor, width, height) -> torch.Tensor:
+    """Inverse of :func:`normalize_screen`: normalised coordinates (..., 2) -> pixels."""
+    _check_last_dim(xy, "denormalize_screen")
+    u = (xy[..., 0] + 1) * width / 2
+    v = (xy[..., 1] + height / width) * width / 2
+    return torch.stack((u, v), dim=-1)
+
+
+def project_root_relative(pose3d_root_relative: torch.Tensor, focal, distance, root: int = 0,
+                          min_depth: float = MIN_DEPTH) -> torch.Tensor:
+    """Put a root-relative pose at depth ``distance`` on the optical axis, project, centre on the root.
+
+    This is the virtual camera of the ISO / Drover et al. self-supervised cycle: the
+    result is root-centred 2D in the same units as ``focal`` (use a focal length in
+    normalised screen units, f_px * 2 / w, to match lifter inputs). ``distance`` is a
+    float or a (...,) tensor (one depth per pose).
+    """
+    _check_points(pose3d_root_relative, 3, "project_root_relative")
+    if torch.is_tensor(distance):
+        distance = distance.to(device=pose3d_root_relative.device, dtype=pose3d_root_relative.dtype)[..., None]
+    x, y, z = pose3d_root_relative.unbind(-1)
+    placed = torch.stack((x, y, z + distance), dim=-1)
+    projected = perspective_project(placed, focal, min_depth=min_depth)
+    return projected - projected[..., root:root + 1, :]

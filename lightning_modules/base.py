@@ -1,0 +1,102 @@
+"""The small protocol every method's LightningModule follows, so that train.py,
+adapt.py and the adaptation callbacks can drive any of them.
+
+A method module:
+- is built from plain-python config sections (saved as hyper-parameters, so
+  checkpoints stay loadable with ``weights_only=True``) and records its method
+  name in the checkpoint, so adapt.py can refuse another method's weights;
+- predicts with ``predict(batch)`` and scores with ``update_test_metrics``;
+  ``test_step`` uses outputs an adaptation callback left in the batch under
+  ``ADAPTED_OUTPUTS`` when there are any, so callbacks decide which weights
+  made each prediction without the module knowing about them;
+- names what test-time adaptation may change (``adaptation_groups``: group ->
+  parameter names, one optimizer per group) and the objective
+  (``adaptation_losses``: group -> scalar loss minimised w.r.t. that group).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+ADAPTED_OUTPUTS = "_adapted_outputs"
+
+
+class MethodModule(pl.LightningModule):
+    method: str = ""
+    # prefix of logged test metrics; adapt.py sets "target_before" / "target_after"
+    test_stage: str = "test"
+
+    def __init__(self, method: str, model: dict, **extra: Any):
+        super().__init__()
+        if method != type(self).method:
+            raise ValueError(f"{type(self).__name__} is the '{type(self).method}' method, not '{method}'")
+        self.save_hyperparameters()
+
+    # ----------------------------------------------------------------- predict
+    def predict(self, batch: dict) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement predict()")
+
+    def update_test_metrics(self, outputs: dict[str, torch.Tensor], batch: dict) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement update_test_metrics()")
+
+    def log_metrics(self, metrics, stage: str) -> dict[str, torch.Tensor]:
+        """Compute (already synchronised across processes), log as ``stage/name`` and reset."""
+        values = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
+        self.log_dict(values, sync_dist=False)
+        metrics.reset()
+        return values
+
+    def forward(self, batch: dict, task: str = "predict") -> Any:
+        """Single functional entry point (``torch.func.functional_call`` only calls forward):
+        ``task='predict'`` returns predictions, ``task='adaptation_losses'`` the adaptation objective."""
+        if task == "predict":
+            return self.predict(batch)
+        if task == "adaptation_losses":
+            return self.adaptation_losses(batch)
+        raise ValueError(f"unknown task {task!r}")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        outputs = batch.pop(ADAPTED_OUTPUTS, None)
+        if outputs is None:
+            outputs = self.predict(batch)
+        self.update_test_metrics(outputs, batch)
+        return outputs
+
+    # -------------------------------------------------------------- adaptation
+    def adaptation_groups(self) -> dict[str, list[str]]:
+        """Parameter names (as in ``named_parameters``) test-time adaptation may update, by group."""
+        return {}
+
+    def adaptation_losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} has no test-time adaptation objective")
+
+    def adaptation_parameters(self) -> dict[str, list[nn.Parameter]]:
+        params = dict(self.named_parameters())
+        return {g: [params[n] for n in names] for g, names in self.adaptation_groups().items()}
+
+    # ------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Saved so that a resumed run draws the same random numbers as an uninterrupted one.
+        checkpoint["method"] = self.method
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("rng_state")
+        if state is not None:
+            self._pending_rng_state = state["torch"]
+
+    def on_train_start(self) -> None:
+        state = getattr(self, "_pending_rng_state", None)
+        if state is not None:
+            torch.set_rng_state(state)
+            self._pending_rng_state = None
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode (running statistics neither used from the batch nor updated)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()

@@ -1,0 +1,54 @@
+"""Config loading: merge order, overrides, and one clear error per mistake."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from framework.config import load_config
+from framework.errors import UserError
+from framework.methods import schema_for
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "configs/iso/quick.yaml")
+
+
+def load(*overrides, files=(QUICK,)):
+    return load_config(list(files), list(overrides), schema_for)
+
+
+def test_files_merge_in_order_then_overrides(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("model:\n  width: 48\n  lr: 0.001\n")
+    cfg = load("model.lr=0.005", files=(QUICK, str(overlay)))
+    assert cfg.model.width == 48 and cfg.model.lr == 0.005
+    assert cfg.run_name == "quick+overlay"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.widht=3", "unknown config key 'model.widht'"),
+    ("trainer.max_epoch=3", "unknown config key 'trainer.max_epoch'"),
+    ("model.width=wide", "config key 'model.width'"),
+    ("adaptation.steps=1.5", "config key 'adaptation.steps'"),
+    ("method=nope", "unknown method 'nope'"),
+    ("novalue", "not of the form key.sub=value"),
+])
+def test_bad_keys_and_types_name_the_key(override, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load(override)
+
+
+def test_missing_file_and_missing_method(tmp_path):
+    with pytest.raises(UserError, match="config file not found: .*nowhere.yaml"):
+        load(files=(str(tmp_path / "nowhere.yaml"),))
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("seed: 3\n")
+    with pytest.raises(UserError, match="missing required config value 'method'"):
+        load(files=(str(bare),))
+
+
+def test_cli_prints_one_line_not_a_traceback():
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", QUICK, "model.widht=3"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: unknown config key 'model.widht'"
