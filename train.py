@@ -18,7 +18,7 @@ from framework.config import load_config, parse_args
 from framework.io import write_json, write_text
 from framework.loggers import build_loggers
 from framework.methods import build_module, get_method, schema_for
-from framework.runs import BEST, CHECKPOINTS, new_run_dir, resume_target
+from framework.runs import BEST, CHECKPOINTS, LAST, new_run_dir, resume_target
 
 
 def train(argv: list[str]) -> int:
@@ -33,9 +33,14 @@ def train(argv: list[str]) -> int:
     module = build_module(spec, cfg)
     checkpoints = ModelCheckpoint(
         dirpath=str(run_dir / CHECKPOINTS), filename=BEST.removesuffix(".ckpt"), monitor=cfg.checkpoint.monitor,
-        mode=cfg.checkpoint.mode, save_top_k=1, save_last=True, every_n_epochs=cfg.checkpoint.every_n_epochs,
+        mode=cfg.checkpoint.mode, save_top_k=1, save_last=False, every_n_epochs=cfg.checkpoint.every_n_epochs,
         auto_insert_metric_name=False, enable_version_counter=False)
-    callbacks = [checkpoints]
+    # Lightning's save_last=True only rewrites last.ckpt when the monitored metric improves, so an
+    # unmonitored checkpoint of its own keeps last.ckpt at the latest epoch (what resume=true needs).
+    latest = ModelCheckpoint(
+        dirpath=str(run_dir / CHECKPOINTS), filename=LAST.removesuffix(".ckpt"), monitor=None, save_top_k=1,
+        every_n_epochs=cfg.checkpoint.every_n_epochs, auto_insert_metric_name=False, enable_version_counter=False)
+    callbacks = [checkpoints, latest]
     if cfg.pictures.enabled and spec.pictures is not None:
         callbacks.append(spec.pictures(cfg))
     trainer = build_trainer(cfg, run_dir, build_loggers(cfg, run_dir), callbacks)
@@ -46,13 +51,14 @@ def train(argv: list[str]) -> int:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None,
                 weights_only=True)
-    best = checkpoints.best_model_path or None
+    # read both paths now: trainer.test(ckpt_path=best) restores the callbacks' state as saved in best.ckpt
+    best, last = checkpoints.best_model_path or None, latest.best_model_path or None
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
     if trainer.is_global_zero:
         metrics = {k.split("/", 1)[1]: float(v) for k, v in (results[0] if results else {}).items()}
         write_json(run_dir / "metrics.json", {
             "method": cfg.method, "run": str(run_dir), "test_domain": "source",
-            "best_checkpoint": best, "last_checkpoint": checkpoints.last_model_path or None,
+            "best_checkpoint": best, "last_checkpoint": last,
             "test": metrics})
         print("source-domain test: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     return 0

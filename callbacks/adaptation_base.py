@@ -59,6 +59,10 @@ def step_groups(losses: dict[str, torch.Tensor], params: dict[str, list[torch.Te
     parameter moves, so a group's step never changes another group's gradient
     (the generator/discriminator split of a GAN objective needs this).
     """
+    for group, loss in losses.items():
+        if not torch.isfinite(loss).all():
+            raise UserError(f"test-time adaptation diverged: the '{group}' loss is {loss.detach().float().sum().item()}; "
+                            f"lower adaptation.lr")
     grads = {}
     names = list(params)
     for k, group in enumerate(names):

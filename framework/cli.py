@@ -37,6 +37,10 @@ def shared_run_dir(choose: Callable[[], Path]) -> Path:
 
 def build_trainer(cfg, run_dir: Path, loggers: list, callbacks: list) -> pl.Trainer:
     kwargs = to_plain(cfg.trainer)
+    if kwargs.get("strategy") == "ddp":
+        # Methods with several optimisers (ISO: generator and discriminator) backpropagate losses that
+        # each reach only part of the parameters; plain DDP stops on the first such step.
+        kwargs["strategy"] = "ddp_find_unused_parameters_true"
     try:
         return pl.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks,
                           plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir))

@@ -36,6 +36,7 @@ def fit_projection_scale(pose2d: torch.Tensor, pose3d: torch.Tensor, eps: float 
 @dataclass
 class SSLConfig:
     kind: str = "cycle"  # cycle | adversary
+    weight_adversarial: float = 1.0
     weight_2d: float = 10.0
     weight_3d: float = 0.1
     azimuth_deg: tuple[float, float] = (-180.0, 180.0)
@@ -61,7 +62,7 @@ def ssl_losses(x: torch.Tensor, lift, discriminator, root: int, cfg: SSLConfig) 
     rot = sample_view_rotations(x.shape[0], azimuth_range=azimuth, elevation_range=elevation,
                                 device=x.device, dtype=lifted.dtype)
     fake = weak_perspective_project(rotate_about_root(lifted, rot, root=root), scale, 0.0)
-    gen = gan_logit_loss(discriminator(fake), real=True)
+    gen = cfg.weight_adversarial * gan_logit_loss(discriminator(fake), real=True)
     if cfg.kind == "cycle":
         relifted = rotate_about_root(lift(fake), rot.transpose(-1, -2), root=root)
         reprojected = weak_perspective_project(relifted, scale, 0.0)

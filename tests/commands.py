@@ -1,0 +1,54 @@
+"""Run train.py / adapt.py the way a user does (a subprocess from the repo root) on tiny settings.
+
+One torch thread per process: the tiny models are far too small to gain from more, and
+several processes competing for 2 cores with multi-threaded kernels run 5-10x slower.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from framework.cli import RUN_DIR_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "configs/iso/quick.yaml")
+# a few seconds per command; test_length is odd so that DDP's sampler pads by repeating a sample
+TINY = ("model.width=32", "data.train_length=256", "data.val_length=64", "data.test_length=37",
+        "data.batch_size=32", "data.test_batch_size=8", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", "logger.kinds=[csv]")
+DDP = ("trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
+METRICS = {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc"}
+
+
+def cli(script: str, output_dir: Path, *overrides: str, config: str = QUICK, check: bool = True,
+        timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python <script> --config <config> <TINY> output_dir=<output_dir> <overrides>`` (later overrides win)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop(RUN_DIR_ENV, None)  # each command chooses its own run folder
+    cmd = [sys.executable, str(ROOT / script), "--config", config, *TINY, f"output_dir={output_dir}", *overrides]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} exited with {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Relative path -> content hash of every file under ``folder``."""
+    return {str(p.relative_to(folder)): sha256(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def report(adapt_dir: Path) -> dict:
+    return json.loads((Path(adapt_dir) / "adaptation_report.json").read_text())
+
+
+def subdirs(folder: Path) -> list[str]:
+    return sorted(p.name for p in Path(folder).iterdir() if p.is_dir())
+

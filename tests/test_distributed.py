@@ -1,0 +1,95 @@
+"""Real 2-process DDP on the CPU (gloo): one run folder, checkpoints written once, every
+test sample scored exactly once, and adaptation that each rank does alone (no all-reduce)."""
+import json
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from callbacks.per_instance import PerInstanceAdaptation, PerInstanceAdaptationConfig
+from tests.commands import DDP, METRICS, cli, report, subdirs
+from tests.tiny import batch_of, tiny_iso
+
+# a fixed view makes the adaptation objective deterministic; vanilla mode makes each instance independent
+FIXED_VIEW = ("model.azimuth_deg=[40,40]", "model.elevation_deg=[10,10]")
+DETERMINISTIC_ADAPTATION = (*FIXED_VIEW, "adaptation.mode=vanilla", "adaptation.steps=2", "adaptation.lr=1e-3")
+
+
+@pytest.fixture(scope="module")
+def ddp_trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    proc = cli("train.py", out, *DDP, "trainer.max_epochs=1")
+    return out, proc
+
+
+def test_ddp_training_writes_one_run_folder_and_its_checkpoints_once(ddp_trained):
+    out, proc = ddp_trained
+    assert subdirs(out / "iso") == ["quick"]  # both ranks chose the same folder
+    run = out / "iso" / "quick"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "logs", "metrics.json"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert subdirs(run / "logs") == ["version_0"]
+    assert proc.stdout.count("run folder:") == 1 and proc.stdout.count("source-domain test:") == 1  # rank 0 only
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
+    assert set(metrics) == METRICS and all(math.isfinite(v) for v in metrics.values())
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["method"] == "iso" and ckpt["epoch"] == 0
+
+
+def test_ddp_adaptation_scores_each_sample_once_and_matches_one_process(ddp_trained, tmp_path):
+    out, _ = ddp_trained
+    ckpt = out / "iso" / "quick" / "checkpoints" / "best.ckpt"
+    ddp = cli("adapt.py", tmp_path / "ddp", *DDP, *DETERMINISTIC_ADAPTATION, f"ckpt={ckpt}")
+    cli("adapt.py", tmp_path / "one", *DETERMINISTIC_ADAPTATION, f"ckpt={ckpt}")
+    assert subdirs(tmp_path / "ddp" / "iso") == ["quick_adapt"]
+    assert ddp.stdout.count("report:") == 1
+    two, one = report(tmp_path / "ddp/iso/quick_adapt"), report(tmp_path / "one/iso/quick_adapt")
+    assert set(two["before"]) == set(one["before"]) == METRICS
+    for key in METRICS:
+        # 37 samples, DistributedSampler pads rank 1 with a repeat of sample 0: counting it twice would move
+        # the mean by ~1/38 of a sample's deviation; what remains is float32 summation order
+        assert two["before"][key] == pytest.approx(one["before"][key], rel=1e-6, abs=1e-5), key
+        assert two["after"][key] == pytest.approx(one["after"][key], rel=1e-4, abs=1e-4), key
+    assert abs(one["after"]["mpjpe"] - one["before"]["mpjpe"]) > 0.1  # the adaptation did something
+
+
+def test_adaptation_steps_the_plain_module_never_through_ddp(tmp_path):
+    """The callback's gradients never reach a DDP wrapper's all-reduce, even around the same module."""
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    module = tiny_iso(azimuth_deg=[40.0, 40.0], elevation_deg=[10.0, 10.0])
+    batch = batch_of(3)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        wrapped = DistributedDataParallel(module, find_unused_parameters=True)
+        all_reduced = []
+
+        def count(state, bucket):
+            all_reduced.append(bucket.index())
+            done = torch.futures.Future()
+            done.set_result(bucket.buffer())
+            return done
+
+        wrapped.register_comm_hook(None, count)
+        wrapped(batch)["pose3d"].sum().backward()  # a step through the wrapper does all-reduce ...
+        assert all_reduced
+        all_reduced.clear()
+        module.zero_grad(set_to_none=True)
+
+        before = {n: p.detach().clone() for n, p in module.named_parameters()}
+        callback = PerInstanceAdaptation(PerInstanceAdaptationConfig(mode="online", steps=2, copies=4, lr=1e-3))
+        module.eval()
+        callback.on_test_start(trainer, module)
+        with torch.inference_mode():
+            callback.on_test_batch_start(trainer, module, dict(batch), 0)
+        assert not all_reduced  # ... adaptation does not
+        own = {id(p) for p in module.parameters()}
+        stepped = [p for opt in callback.optimizers.values() for g in opt.param_groups for p in g["params"]]
+        assert stepped and all(id(p) in own for p in stepped)
+        moved = {n for n, p in module.named_parameters() if not torch.equal(p, before[n])}
+        assert moved and moved <= set(sum(module.adaptation_groups().values(), []))
+    finally:
+        dist.destroy_process_group()
