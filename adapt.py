@@ -47,7 +47,8 @@ def adapt(argv: list[str]) -> int:
     adaptation.active = False
     pictures = spec.pictures(cfg) if cfg.pictures.enabled and spec.pictures is not None else None
     callbacks = [adaptation] + ([pictures] if pictures else [])
-    trainer = build_trainer(cfg, run_dir, build_loggers(cfg, run_dir), callbacks)
+    trainer = build_trainer(cfg, run_dir, build_loggers(cfg, run_dir), callbacks,
+                            spec.module.ddp_find_unused_parameters)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))

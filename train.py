@@ -43,7 +43,8 @@ def train(argv: list[str]) -> int:
     callbacks = [checkpoints, latest]
     if cfg.pictures.enabled and spec.pictures is not None:
         callbacks.append(spec.pictures(cfg))
-    trainer = build_trainer(cfg, run_dir, build_loggers(cfg, run_dir), callbacks)
+    trainer = build_trainer(cfg, run_dir, build_loggers(cfg, run_dir), callbacks,
+                            spec.module.ddp_find_unused_parameters)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))

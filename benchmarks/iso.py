@@ -34,14 +34,16 @@ from framework.runs import newest_checkpoint  # noqa: E402
 
 CONFIGS = [str(ROOT / "configs/iso/quick.yaml"), str(ROOT / "benchmarks/iso.yaml")]
 METRICS = ("pck", "auc", "mpjpe", "pa_mpjpe")
-# mode -> (trained model, adaptation settings or None)
+# mode -> (trained model, adaptation settings or None, config overrides of that mode)
 MODES = {
-    "baseline": ("baseline", None),
-    "joint": ("joint", None),
-    "vanilla": ("joint", {"mode": "vanilla", "steps": 10, "parallel": True}),
-    "vanilla-sequential": ("joint", {"mode": "vanilla", "steps": 10, "parallel": False}),
-    "online": ("joint", {"mode": "online", "steps": 1, "skip": 1}),
-    "online-skip10": ("joint", {"mode": "online", "steps": 1, "skip": 10}),
+    "baseline": ("baseline", None, []),
+    "joint": ("joint", None, []),
+    "vanilla": ("joint", {"mode": "vanilla", "steps": 10, "parallel": True}, []),
+    "vanilla-sequential": ("joint", {"mode": "vanilla", "steps": 10, "parallel": False}, []),
+    "online": ("joint", {"mode": "online", "steps": 1, "skip": 1}, []),
+    "online-skip10": ("joint", {"mode": "online", "steps": 1, "skip": 10}, []),
+    # ablation: the geometric cycle alone, without the random-projection adversary
+    "online-no-adversary": ("joint", {"mode": "online", "steps": 1, "skip": 1}, ["model.adversarial_weight=0"]),
 }
 MODELS = {"baseline": ["model.ssl=none"], "joint": []}
 
@@ -113,7 +115,7 @@ def markdown(summary: dict, meta: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--work", default=str(ROOT / "outputs/benchmarks/iso"), help="where the trained models go")
+    parser.add_argument("--work", default=str(ROOT / "outputs/benchmarks"), help="where the trained models go")
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results"))
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("overrides", nargs="*", help="config overrides for training and testing")
@@ -125,8 +127,8 @@ def main() -> int:
         ckpts = {m: train(seed, m, work, args.overrides) for m in MODELS}
         plain = None
         for mode in ["joint"] + [m for m in args.modes if m != "joint"]:
-            model, adaptation = MODES[mode]
-            metrics, per_sample = evaluate(seed, ckpts[model], adaptation, args.overrides)
+            model, adaptation, mode_overrides = MODES[mode]
+            metrics, per_sample = evaluate(seed, ckpts[model], adaptation, args.overrides + mode_overrides)
             if mode == "joint":
                 plain = per_sample
                 plain_times.append(per_sample)

@@ -99,6 +99,7 @@ class PerInstanceAdaptation(AdaptationCallback):
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if not self.active:
             return
+        pl_module.check_batch(batch)
         with grad_enabled():
             if self.cfg.mode == "vanilla" and self.cfg.parallel:
                 outputs = self._vanilla_parallel(trainer, pl_module, batch)

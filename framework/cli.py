@@ -35,9 +35,10 @@ def shared_run_dir(choose: Callable[[], Path]) -> Path:
     return run_dir
 
 
-def build_trainer(cfg, run_dir: Path, loggers: list, callbacks: list) -> pl.Trainer:
+def build_trainer(cfg, run_dir: Path, loggers: list, callbacks: list,
+                  find_unused_parameters: bool = False) -> pl.Trainer:
     kwargs = to_plain(cfg.trainer)
-    if kwargs.get("strategy") == "ddp":
+    if kwargs.get("strategy") == "ddp" and find_unused_parameters:
         # Methods with several optimisers (ISO: generator and discriminator) backpropagate losses that
         # each reach only part of the parameters; plain DDP stops on the first such step.
         kwargs["strategy"] = "ddp_find_unused_parameters_true"

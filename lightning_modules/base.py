@@ -21,6 +21,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from framework.errors import UserError
+
 ADAPTED_OUTPUTS = "_adapted_outputs"
 
 
@@ -28,6 +30,8 @@ class MethodModule(pl.LightningModule):
     method: str = ""
     # prefix of logged test metrics; adapt.py sets "target_before" / "target_after"
     test_stage: str = "test"
+    # DDP must look for parameters a backward pass did not reach (several optimisers, partial losses)
+    ddp_find_unused_parameters: bool = False
 
     def __init__(self, method: str, model: dict, **extra: Any):
         super().__init__()
@@ -49,6 +53,17 @@ class MethodModule(pl.LightningModule):
         metrics.reset()
         return values
 
+    @staticmethod
+    def check_batch(batch: dict) -> None:
+        """NaN or Inf in any input is one clear error naming the key and the samples."""
+        for key, value in batch.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                bad = ~torch.isfinite(value.reshape(value.shape[0], -1) if value.dim() else value.view(1, 1)).all(-1)
+                if bad.any():
+                    index = batch.get("index")
+                    where = index[bad].tolist()[:5] if torch.is_tensor(index) else bad.nonzero().flatten().tolist()[:5]
+                    raise UserError(f"input '{key}' contains NaN or Inf (samples {where})")
+
     def forward(self, batch: dict, task: str = "predict") -> Any:
         """Single functional entry point (``torch.func.functional_call`` only calls forward):
         ``task='predict'`` returns predictions, ``task='adaptation_losses'`` the adaptation objective."""
@@ -60,6 +75,7 @@ class MethodModule(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         outputs = batch.pop(ADAPTED_OUTPUTS, None)
+        self.check_batch(batch)
         if outputs is None:
             outputs = self.predict(batch)
         self.update_test_metrics(outputs, batch)

@@ -25,6 +25,12 @@ class ISOModelConfig:
     # cycle | adversary | none (none trains the FSL-only baseline)
     ssl: str = "cycle"
     ssl_weight: float = 0.1
+    # metres per network output unit: the FSL loss is taken in these units. In metres it would be
+    # ~100x smaller than the SSL terms (whose 2D coordinates are O(0.1-1)) and the auxiliary SSL task
+    # would dominate the shared extractor; Martinez-style lifters standardise their targets likewise.
+    pose_unit: float = 0.1
+    # weight of the adversarial term in the generator's SSL loss (the paper: 1)
+    adversarial_weight: float = 1.0
     cycle_weight_2d: float = 10.0
     cycle_weight_3d: float = 0.1
     azimuth_deg: list[float] = field(default_factory=lambda: [-180.0, 180.0])
@@ -42,6 +48,7 @@ class ISOModelConfig:
 
 class ISOModule(MethodModule):
     method = "iso"
+    ddp_find_unused_parameters = True  # generator and discriminator losses each reach part of the net
 
     def __init__(self, method: str, model: dict, **extra):
         super().__init__(method, model, **extra)
@@ -53,6 +60,7 @@ class ISOModule(MethodModule):
                              self.cfg.head_blocks, self.cfg.discriminator_blocks, self.cfg.dropout)
         self.ssl_cfg = SSLConfig(kind=self.cfg.ssl if self.cfg.ssl != "none" else "cycle",
                                  weight_2d=self.cfg.cycle_weight_2d, weight_3d=self.cfg.cycle_weight_3d,
+                                 weight_adversarial=self.cfg.adversarial_weight,
                                  azimuth_deg=tuple(self.cfg.azimuth_deg), elevation_deg=tuple(self.cfg.elevation_deg))
         self.val_metrics = pose3d_metric_collection(joints=self.cfg.eval_joints)
         self.test_metrics = pose3d_metric_collection(joints=self.cfg.eval_joints)
@@ -61,11 +69,6 @@ class ISOModule(MethodModule):
     # ------------------------------------------------------------------ helpers
     def centre(self, pose: torch.Tensor) -> torch.Tensor:
         return pose - pose[..., self.skeleton.root: self.skeleton.root + 1, :]
-
-    def _check_finite(self, batch: dict) -> None:
-        for key in ("pose2d", "pose3d"):
-            if key in batch and not torch.isfinite(batch[key]).all():
-                raise ValueError(f"batch '{key}' contains NaN or Inf")
 
     def lift_ssl(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.lift(x, head="ssl")
@@ -77,7 +80,7 @@ class ISOModule(MethodModule):
         if self.cfg.flip_test:
             mirrored = self.net.lift(flip_horizontal(x, self.skeleton))
             pose = 0.5 * (pose + flip_horizontal(mirrored, self.skeleton))
-        return {"pose3d": self.centre(pose)}
+        return {"pose3d": self.centre(pose) * self.cfg.pose_unit}
 
     def update_test_metrics(self, outputs: dict, batch: dict) -> None:
         self.test_metrics.update(outputs["pose3d"].float(), batch["pose3d"].float(), batch["index"])
@@ -100,11 +103,11 @@ class ISOModule(MethodModule):
                 torch.where(mask3, flip_horizontal(y, self.skeleton), y))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        self._check_finite(batch)
+        self.check_batch(batch)
         opt_g, opt_d = self.optimizers()
         x, target = self._augment(self.centre(batch["pose2d"]), batch["pose3d"])
         features = self.net.extractor(x)
-        loss_fsl = fsl_loss(self.net.fsl_head(features), target, self.skeleton)
+        loss_fsl = fsl_loss(self.net.fsl_head(features), target / self.cfg.pose_unit, self.skeleton)
         loss = loss_fsl
         log = {"train/loss_fsl": loss_fsl}
         if self.cfg.ssl != "none":
@@ -133,6 +136,7 @@ class ISOModule(MethodModule):
             scheduler.step()
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        self.check_batch(batch)
         outputs = self.predict(batch)
         self.val_metrics.update(outputs["pose3d"].float(), batch["pose3d"].float(), batch["index"])
         return outputs

@@ -15,7 +15,7 @@ from tests.tiny import batch_of, tiny_iso
 
 # a fixed view makes the adaptation objective deterministic; vanilla mode makes each instance independent
 FIXED_VIEW = ("model.azimuth_deg=[40,40]", "model.elevation_deg=[10,10]")
-DETERMINISTIC_ADAPTATION = (*FIXED_VIEW, "adaptation.mode=vanilla", "adaptation.steps=2", "adaptation.lr=1e-3")
+DETERMINISTIC_ADAPTATION = (*FIXED_VIEW, "adaptation.mode=vanilla", "adaptation.steps=3", "adaptation.lr=1e-2")
 
 
 @pytest.fixture(scope="module")

@@ -96,5 +96,5 @@ def test_nan_input_is_rejected_in_training():
     module = tiny_iso()
     batch = batch_of(2)
     batch["pose2d"][0, 3, 1] = math.nan
-    with pytest.raises(ValueError, match="pose2d"):
-        module._check_finite(batch)
+    with pytest.raises(ValueError, match=r"input 'pose2d' contains NaN or Inf \(samples \[0\]\)"):
+        module.check_batch(batch)

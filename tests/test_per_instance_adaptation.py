@@ -141,3 +141,16 @@ def test_trainer_test_with_callback_changes_metrics_and_keeps_checkpoint(tmp_pat
     assert after["test/mpjpe"] != pytest.approx(before["test/mpjpe"], abs=1e-6)
     assert all(torch.equal(v, state[k]) for k, v in module.state_dict().items())  # restored after the run
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
+
+
+def test_nan_input_stops_adaptation_with_one_clear_error():
+    batch = batch_of(3)
+    batch["pose2d"][1, 4, 0] = float("inf")
+    with pytest.raises(UserError, match=r"input 'pose2d' contains NaN or Inf \(samples \[1\]\)"):
+        adapt_batches(tiny_iso(), dict(BASE, mode="online"), [batch])
+    from torch.utils.data import DataLoader
+    from tests.tiny import RandomPoses
+    data = RandomPoses(3)
+    data.pose2d[2, 0, 1] = float("nan")
+    with pytest.raises(UserError, match=r"input 'pose2d' contains NaN or Inf \(samples \[2\]\)"):
+        trainer().test(tiny_iso(), DataLoader(data, batch_size=3), verbose=False)
