@@ -103,10 +103,13 @@ def markdown(summary: dict, meta: dict) -> str:
         cells.append(f"{row['time_ratio']['mean']:.2f}x")
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     joint, online = summary["joint"], summary["online"]
-    gain = 100 * (1 - online["mpjpe"]["mean"] / joint["mpjpe"]["mean"])
-    lines += ["", f"Online ISO vs the same joint model without adaptation: MPJPE {gain:+.1f}% lower "
-              f"({joint['mpjpe']['mean']:.1f} -> {online['mpjpe']['mean']:.1f} mm), "
-              f"PCK {joint['pck']['mean']:.1f} -> {online['pck']['mean']:.1f}.",
+
+    def change(key: str) -> str:
+        before, after = joint[key]["mean"], online[key]["mean"]
+        return f"{key} {before:.1f} -> {after:.1f} ({100 * (after - before) / before:+.1f}%)"
+
+    lines += ["", "Online ISO against the same joint model without adaptation: "
+              + ", ".join(change(k) for k in METRICS) + ".",
               "Times are ratios to plain inference of the joint model measured in the same run "
               f"(plain: {meta['plain_ms']:.3f} ms per sample on {meta['device']})."]
     return "\n".join(lines) + "\n"

@@ -50,6 +50,19 @@ def test_synthetic_samples_are_deterministic_per_seed_and_index():
     assert not torch.allclose(a[5]["pose3d"], a[6]["pose3d"])
 
 
+def test_recordings_share_person_and_camera_but_not_pose():
+    domain = dataclasses.replace(WILD, sequence_length=4)
+    ds = SyntheticPoseDataset(domain, 12, seed=1)
+    params = [ds.generate(i)["params"] for i in range(12)]
+    for key in ("camera_distance", "camera_height", "focal_length", "height"):
+        assert len({round(p[key], 9) for p in params[:4]}) == 1  # one recording
+        assert len({round(p[key], 9) for p in params[::4]}) == 3  # three recordings
+    assert np.allclose(params[0]["bone_lengths"], params[3]["bone_lengths"])
+    assert not torch.allclose(ds[0]["pose3d"], ds[1]["pose3d"])
+    independent = SyntheticPoseDataset(WILD, 12, seed=1)
+    assert independent.generate(0)["params"]["camera_height"] != independent.generate(1)["params"]["camera_height"]
+
+
 def test_synthetic_shapes_dtypes_and_root_relative():
     item = SyntheticPoseDataset(WILD, 4, seed=0)[2]
     assert item["pose2d"].shape == (17, 2) and item["pose2d"].dtype == torch.float32

@@ -130,6 +130,9 @@ class SyntheticPoseDomain:
     image_width: int = 1000
     image_height: int = 1000
     noise_2d: float = 0.0  # sigma (px) of Gaussian noise on the 2D joints
+    # consecutive samples forming one recording: the same person (height, proportions) filmed by the
+    # same camera (distance, height, roll, focal length); 1 draws every sample independently
+    sequence_length: int = 1
 
 
 def lab_domain() -> SyntheticPoseDomain:
@@ -186,7 +189,8 @@ def validate_domain(domain: SyntheticPoseDomain, key: str = "synthetic") -> None
         if len(value) != 2 or not all(math.isfinite(float(v)) for v in value) or float(value[0]) > float(value[1]):
             raise UserError(f"{key}.{name}: expected [low, high] with low <= high, got {value}")
     positive = {"height": domain.height[0], "focal_length": domain.focal_length[0],
-                "image_width": domain.image_width, "image_height": domain.image_height}
+                "image_width": domain.image_width, "image_height": domain.image_height,
+                "sequence_length": domain.sequence_length}
     for name, value in positive.items():
         if not value > 0:
             raise UserError(f"{key}.{name}: must be > 0, got {getattr(domain, name)}")
@@ -292,6 +296,10 @@ _U = {name: k for k, name in enumerate((
     "lean", "height", "yaw", "distance", "cam_height", "focal", "roll"))}
 
 
+# latent draws shared by all samples of one recording (see SyntheticPoseDomain.sequence_length)
+SEQUENCE_SLOTS = ("height", "distance", "cam_height", "focal", "roll")
+
+
 class SyntheticPoseDataset(Dataset):
     """``length`` poses of one domain; sample i is a pure function of (seed, i).
 
@@ -375,6 +383,13 @@ class SyntheticPoseDataset(Dataset):
         jitter = rng.standard_normal(NUM_JITTER)
         look_jitter = rng.standard_normal(3) * d.look_at_jitter
         noise = rng.standard_normal((NUM_JOINTS, 2)) * d.noise_2d
+        if d.sequence_length > 1:
+            recording = np.random.default_rng([self.seed, 1, int(index) // d.sequence_length])
+            shared = recording.random(len(_U))
+            for slot in SEQUENCE_SLOTS:
+                u[_U[slot]] = shared[_U[slot]]
+            jitter = recording.standard_normal(NUM_JITTER)
+            look_jitter = recording.standard_normal(3) * d.look_at_jitter
 
         def pick(name: str, slot: str) -> float:
             lo, hi = getattr(d, name)
