@@ -5,6 +5,7 @@ normalised screen coordinates u_n = u / w * 2 - 1, v_n = v / w * 2 - h / w.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from framework.errors import UserError
@@ -30,8 +31,8 @@ def _check_points(points: torch.Tensor, dim: int, fn: str) -> None:
         raise UserError(f"{fn}: expected points of shape (..., J, {dim}), got {tuple(points.shape)}")
 
 
-def _check_last_dim(xy: torch.Tensor, fn: str) -> None:
-    if xy.dim() < 1 or xy.shape[-1] != 2:
+def _check_last_dim(xy, fn: str) -> None:
+    if xy.ndim < 1 or xy.shape[-1] != 2:
         raise UserError(f"{fn}: expected coordinates of shape (..., 2), got {tuple(xy.shape)}")
 
 
@@ -62,15 +63,16 @@ def weak_perspective_project(points: torch.Tensor, scale, translation) -> torch.
     return points[..., :2] * scale + translation
 
 
-def normalize_screen(px: torch.Tensor, width, height) -> torch.Tensor:
+def normalize_screen(px, width, height):
     """Pixels (..., 2) -> normalised screen coordinates: x in [-1, 1], aspect ratio kept.
 
-    ``width`` / ``height`` are floats or tensors broadcastable to ``px[..., 0]``.
+    Works on torch tensors and numpy arrays alike (the dataset readers use numpy);
+    ``width`` / ``height`` are floats or arrays broadcastable to ``px[..., 0]``.
     """
     _check_last_dim(px, "normalize_screen")
     u = px[..., 0] / width * 2 - 1
     v = px[..., 1] / width * 2 - height / width
-    return torch.stack((u, v), dim=-1)
+    return torch.stack((u, v), dim=-1) if torch.is_tensor(px) else np.stack((u, v), axis=-1)
 
 
 def denormalize_screen(xy: torch.Tensor, width, height) -> torch.Tensor:

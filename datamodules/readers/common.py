@@ -64,15 +64,6 @@ def check_finite(a: np.ndarray, where: str) -> None:
         raise UserError(f"{where}: contains {bad} NaN/Inf values")
 
 
-def normalize_screen(px: np.ndarray, width: Any, height: Any) -> np.ndarray:
-    """Pixels (..., J, 2) -> VideoPose3D normalised screen coordinates; width/height broadcast per pose."""
-    w = np.asarray(width, dtype=np.float64)[..., None]
-    h = np.asarray(height, dtype=np.float64)[..., None]
-    u = px[..., 0] / w * 2 - 1
-    v = px[..., 1] / w * 2 - h / w
-    return np.stack([u, v], axis=-1)
-
-
 def normalized_camera(fx, fy, cx, cy, width, height) -> np.ndarray:
     """Pixel intrinsics -> (f_x, f_y, c_x, c_y) in normalised screen units (..., 4)."""
     w = np.asarray(width, dtype=np.float64)

@@ -19,9 +19,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules.readers.common import (check_finite, check_shape, normalize_screen, normalized_camera,
+from datamodules.readers.common import (check_finite, check_shape, normalized_camera,
                                         npz_array, open_npz, pose_item, require_dir, require_file)
 from framework.errors import UserError
+from geometry.camera import normalize_screen
 
 # The 17 of the 32 recorded H36M joints that make up H36M-17 (geometry.skeletons.H36M17 order).
 H36M32_TO_17 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)

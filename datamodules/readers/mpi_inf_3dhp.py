@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules.readers.common import (check_finite, check_shape, normalize_screen, npz_array, open_npz,
+from datamodules.readers.common import (check_finite, check_shape, npz_array, open_npz,
                                         pose_item, require_dir, require_file)
 from framework.errors import UserError
+from geometry.camera import normalize_screen
 from geometry.skeletons import MPI_INF_3DHP_TO_H36M
 
 DEFAULT_FILENAME = "mpi_inf_3dhp_test.npz"
@@ -48,7 +49,7 @@ class MPIInf3DHPDataset(Dataset):
         cam3d = pose3d[keep][:, order] / 1000.0
         self.pose3d = (cam3d - cam3d[:, :1]).astype(np.float32)
         self.root_position = cam3d[:, 0].astype(np.float32)
-        self.pose2d = normalize_screen(pose2d[keep][:, order], width[keep], height[keep]).astype(np.float32)
+        self.pose2d = normalize_screen(pose2d[keep][:, order], width[keep][:, None], height[keep][:, None]).astype(np.float32)
         self.source_index = keep  # row of each sample in the npz
 
     @classmethod

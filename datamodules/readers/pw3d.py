@@ -20,9 +20,10 @@ from typing import Any, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules.readers.common import (check_finite, check_shape, normalize_screen, normalized_camera,
+from datamodules.readers.common import (check_finite, check_shape, normalized_camera,
                                         pose_item, require_dir, require_file)
 from framework.errors import UserError
+from geometry.camera import normalize_screen
 
 SPLITS = ("train", "validation", "test")
 
