@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import pytorch_lightning as pl  # noqa: E402
 
 from framework.config import load_config, to_plain  # noqa: E402
+from framework.errors import UserError  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
 from framework.methods import get_method, load_module, schema_for  # noqa: E402
 from framework.runs import newest_checkpoint  # noqa: E402
@@ -40,6 +41,8 @@ MODES = {
     "joint": ("joint", None, []),
     "vanilla": ("joint", {"mode": "vanilla", "steps": 10, "parallel": True}, []),
     "vanilla-sequential": ("joint", {"mode": "vanilla", "steps": 10, "parallel": False}, []),
+    # the paper's cheaper vanilla: one step with a 10x learning rate
+    "vanilla-lr": ("joint", {"mode": "vanilla", "steps": 1, "lr": 2e-4, "parallel": True}, []),
     "online": ("joint", {"mode": "online", "steps": 1, "skip": 1}, []),
     "online-skip10": ("joint", {"mode": "online", "steps": 1, "skip": 10}, []),
     # ablation: the geometric cycle alone, without the random-projection adversary
@@ -48,14 +51,19 @@ MODES = {
 MODELS = {"baseline": ["model.ssl=none"], "joint": []}
 
 
-def train(seed: int, model: str, work: Path, overrides: list[str]) -> Path:
+def train(seed: int, model: str, work: Path, overrides: list[str], reuse: bool) -> Path:
+    cfg = load_config(CONFIGS, [f"run_name={model}-s{seed}", f"output_dir={work}"] + overrides, schema_for)
+    if reuse:
+        try:
+            return newest_checkpoint(cfg)
+        except UserError:
+            pass
     args = [sys.executable, str(ROOT / "train.py")] + sum((["--config", c] for c in CONFIGS), [])
     args += [f"seed={seed}", f"data.seed={seed}", f"run_name={model}-s{seed}", f"output_dir={work}",
              "logger.kinds=[]", "pictures.enabled=false", "trainer.enable_progress_bar=false"]
     args += MODELS[model] + overrides
     env = {k: v for k, v in os.environ.items() if k != "MOTION_ADAPT_RUN_DIR"}
     subprocess.run(args, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    cfg = load_config(CONFIGS, [f"run_name={model}-s{seed}", f"output_dir={work}"] + overrides, schema_for)
     return newest_checkpoint(cfg)
 
 
@@ -121,13 +129,14 @@ def main() -> int:
     parser.add_argument("--work", default=str(ROOT / "outputs/benchmarks"), help="where the trained models go")
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results"))
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--reuse", action="store_true", help="evaluate models a previous run trained in --work")
     parser.add_argument("overrides", nargs="*", help="config overrides for training and testing")
     args = parser.parse_args()
     work = Path(args.work)
     runs: dict[str, list[dict]] = {m: [] for m in args.modes}
     plain_times = []
     for seed in args.seeds:
-        ckpts = {m: train(seed, m, work, args.overrides) for m in MODELS}
+        ckpts = {m: train(seed, m, work, args.overrides, args.reuse) for m in MODELS}
         plain = None
         for mode in ["joint"] + [m for m in args.modes if m != "joint"]:
             model, adaptation, mode_overrides = MODES[mode]
