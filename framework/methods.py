@@ -45,7 +45,31 @@ def _iso() -> MethodSpec:
     )
 
 
-REGISTRY: dict[str, Callable[[], MethodSpec]] = {"iso": _iso}
+def _raft_adaptation(cfg) -> pl.Callback:
+    raise UserError("the raft pseudo-label refinement callback is not available yet")
+
+
+def _raft() -> MethodSpec:
+    from datamodules.optical_flow import FlowDataConfig, OpticalFlowDataModule
+    from lightning_modules.raft import RAFTModelConfig, RAFTModule
+
+    @dataclass
+    class RAFTConfig(RunConfig):
+        method: str = "raft"
+        data: FlowDataConfig = field(default_factory=FlowDataConfig)
+        model: RAFTModelConfig = field(default_factory=RAFTModelConfig)
+
+    return MethodSpec(
+        name="raft",
+        schema=RAFTConfig,
+        module=RAFTModule,
+        datamodule=lambda cfg, domain: OpticalFlowDataModule(cfg.data, test_domain=domain),
+        adaptation=_raft_adaptation,
+        pictures=None,
+    )
+
+
+REGISTRY: dict[str, Callable[[], MethodSpec]] = {"iso": _iso, "raft": _raft}
 
 
 def get_method(name: str) -> MethodSpec:

@@ -1,0 +1,134 @@
+"""RAFT optical flow (Teed & Deng 2020) as a MethodModule: supervised training with the sequence
+loss, AdamW + OneCycleLR stepped every optimiser step, gradient clipping, optionally frozen BatchNorm."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from framework.errors import UserError
+from lightning_modules.base import MethodModule
+from lightning_modules.raft_losses import sequence_loss
+from metrics.flow import epe_sums, flow_metric_collection
+from nets.raft import RAFT, InputPadder
+
+MIN_SIZE = 64  # 1/8 resolution, then the correlation pyramid halves it 3 times
+
+
+@dataclass
+class RAFTModelConfig:
+    small: bool = False
+    corr_mode: str = "all_pairs"  # all_pairs | on_the_fly
+    iters: int = 12  # refinement iterations in training
+    test_iters: int = 24  # at validation / test (24 Chairs/KITTI, 32 Sintel)
+    gamma: float = 0.8
+    max_flow: float = 400.0
+    lr: float = 4e-4
+    weight_decay: float = 1e-4
+    eps: float = 1e-8
+    # OneCycleLR length in optimiser steps (None: the trainer's estimate); the schedule runs total + 100
+    total_steps: Optional[int] = None
+    pct_start: float = 0.05
+    grad_clip: Optional[float] = 1.0
+    freeze_bn: bool = False
+    metrics: str = "sintel"  # sintel | kitti (also the InputPadder mode)
+    # RAFT weights to start from (authors' or torchvision layout), loaded when the module is built
+    pretrained: Optional[str] = None
+
+
+class RAFTModule(MethodModule):
+    method = "raft"
+
+    def __init__(self, method: str, model: dict, **extra):
+        super().__init__(method, model, **extra)
+        self.cfg = RAFTModelConfig(**model)
+        c = self.cfg
+        if c.metrics not in ("sintel", "kitti"):
+            raise ValueError(f"model.metrics must be sintel or kitti, not {c.metrics!r}")
+        for name in ("iters", "test_iters"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {getattr(c, name)}")
+        if not 0 < c.gamma <= 1:
+            raise ValueError(f"model.gamma must lie in (0, 1], got {c.gamma}")
+        self.net = RAFT(small=c.small, corr_mode=c.corr_mode)
+        if c.pretrained:
+            from nets.raft_checkpoints import load_raft_state_dict
+            load_raft_state_dict(self.net, c.pretrained)
+        self.val_metrics = flow_metric_collection(c.metrics)
+        self.test_metrics = flow_metric_collection(c.metrics)
+        if c.freeze_bn:
+            self.net.freeze_bn()
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True):
+        """Lightning calls ``model.train()`` every epoch; frozen BatchNorm stays in eval mode."""
+        super().train(mode)
+        if mode and self.cfg.freeze_bn:
+            self.net.freeze_bn()
+        return self
+
+    @staticmethod
+    def _check_size(image: torch.Tensor) -> None:
+        h, w = image.shape[-2:]
+        if h < MIN_SIZE or w < MIN_SIZE:
+            raise UserError(f"RAFT needs frames of at least {MIN_SIZE}x{MIN_SIZE} px (after padding to a multiple "
+                            f"of 8), got {h}x{w}")
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, batch: dict) -> dict[str, torch.Tensor]:
+        image1, image2 = batch["image1"], batch["image2"]
+        padder = InputPadder(image1.shape, mode=self.cfg.metrics)
+        image1, image2 = padder.pad(image1, image2)
+        self._check_size(image1)
+        _, flow = self.net(image1, image2, iters=self.cfg.test_iters, test_mode=True)
+        return {"flow": padder.unpad(flow)}
+
+    def update_test_metrics(self, outputs: dict, batch: dict) -> None:
+        self.test_metrics.update(outputs["flow"].float(), batch["flow"].float(), batch.get("valid"), batch["index"])
+
+    # ----------------------------------------------------------------- training
+    def configure_optimizers(self):
+        c = self.cfg
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay, eps=c.eps)
+        steps = c.total_steps
+        if steps is None:
+            steps = int(self.trainer.estimated_stepping_batches)
+            if steps <= 0 or steps == float("inf"):
+                raise UserError("model.total_steps: set it (or trainer.max_epochs / max_steps) so the "
+                                "OneCycle schedule knows its length")
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=c.lr, total_steps=int(steps) + 100, pct_start=c.pct_start,
+            cycle_momentum=False, anneal_strategy="linear")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # the trainer's own setting wins where given; the model config's grad_clip otherwise
+        value = gradient_clip_val if gradient_clip_val is not None else self.cfg.grad_clip
+        if value:
+            self.clip_gradients(optimizer, gradient_clip_val=value,
+                                gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.check_batch(batch)
+        self._check_size(batch["image1"])
+        predictions = self.net(batch["image1"], batch["image2"], iters=self.cfg.iters)
+        loss = sequence_loss(predictions, batch["flow"], batch.get("valid"), self.cfg.gamma, self.cfg.max_flow)
+        with torch.no_grad():
+            sums = epe_sums(predictions[-1].detach().float(), batch["flow"].float(), batch.get("valid")).sum(0)
+            train_epe = sums[0] / sums[1].clamp_min(1)  # over all valid pixels of the batch
+        self.log_dict({"train/loss": loss, "train/epe": train_epe}, prog_bar=False,
+                      batch_size=batch["image1"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        self.check_batch(batch)
+        outputs = self.predict(batch)
+        self.val_metrics.update(outputs["flow"].float(), batch["flow"].float(), batch.get("valid"), batch["index"])
+        return outputs
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_metrics(self.test_metrics, self.test_stage)
