@@ -15,6 +15,7 @@ A method module:
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import pytorch_lightning as pl
@@ -26,7 +27,7 @@ from framework.errors import UserError
 ADAPTED_OUTPUTS = "_adapted_outputs"
 
 
-class MethodModule(pl.LightningModule):
+class MethodModule(pl.LightningModule, ABC):
     method: str = ""
     # prefix of logged test metrics; adapt.py sets "target_before" / "target_after"
     test_stage: str = "test"
@@ -40,11 +41,13 @@ class MethodModule(pl.LightningModule):
         self.save_hyperparameters()
 
     # ----------------------------------------------------------------- predict
+    @abstractmethod
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} must implement predict()")
+        """The outputs test metrics score, made with the current weights."""
 
+    @abstractmethod
     def update_test_metrics(self, outputs: dict[str, torch.Tensor], batch: dict) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement update_test_metrics()")
+        """Feed one batch's outputs to the test metrics."""
 
     def log_metrics(self, metrics, stage: str) -> dict[str, torch.Tensor]:
         """Compute (already synchronised across processes), log as ``stage/name`` and reset."""
@@ -87,7 +90,7 @@ class MethodModule(pl.LightningModule):
         return {}
 
     def adaptation_losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} has no test-time adaptation objective")
+        raise UserError(f"method '{self.method}' has no self-supervised test-time adaptation objective")
 
     def adaptation_parameters(self) -> dict[str, list[nn.Parameter]]:
         params = dict(self.named_parameters())

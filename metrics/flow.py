@@ -19,6 +19,8 @@ Errors are in pixels; accuracy and Fl-all in percent.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
@@ -109,8 +111,9 @@ class _FlowMetric(PerSampleMetric):
             raise UserError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
 
+    @abstractmethod
     def sums(self, pred, gt, valid) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, 2): per-sample sum of the metric over valid pixels and the number of valid pixels."""
 
     def update(self, pred: torch.Tensor, gt: torch.Tensor, valid: Optional[torch.Tensor], index: torch.Tensor) -> None:
         with torch.no_grad():

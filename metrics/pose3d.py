@@ -8,6 +8,8 @@ below the threshold (as the MPI-INF-3DHP evaluation does); AUC is the mean PCK o
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from collections.abc import Sequence
 
 import torch
@@ -62,8 +64,9 @@ class _Pose3DMetric(PerSampleMetric):
         super().__init__(**kwargs)
         self.joints = None if joints is None else [int(j) for j in joints]
 
+    @abstractmethod
     def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(N,) values of this metric, one per sample."""
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
         joint_errors(pred, target)
