@@ -14,7 +14,6 @@ measured in this one run. Results: benchmarks/results/iso.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

@@ -13,16 +13,13 @@ hands the epoch along with the index, so it holds in worker processes and across
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, Sampler
 
+from datamodules.domains import DOMAINS, SourceTargetDataModule, plain
 from datamodules.flow_augment import FlowAugmentor, SparseFlowAugmentor
 from datamodules.readers.flow_datasets import (DENSE_VALID_LIMIT, FlyingChairs, FlyingThings3D, Kitti2015,
                                                MpiSintel)
@@ -32,8 +29,6 @@ from datamodules.synthetic.flow_scenes import (SyntheticFlowDomain, SyntheticFlo
 from framework.errors import UserError
 
 KINDS = ("synthetic", "sintel", "chairs", "things", "kitti")
-DOMAINS = ("source", "target")
-PARTS = ("train", "val", "test")
 MIN_SIZE = 64  # smallest frame side RAFT takes: 1/8 resolution, then 3 poolings of the correlation
 
 
@@ -80,15 +75,6 @@ _SPLITS = {
     "things": {"train": "TRAIN", "val": "TEST", "test": "TEST"},
     "kitti": {"train": "training", "val": "training", "test": "training"},
 }
-# Synthetic seed of each (domain, part): seed * 8 + code, so every part renders its own videos.
-_SEED_CODE = {("source", "train"): 0, ("source", "val"): 1, ("source", "test"): 2,
-              ("target", "train"): 3, ("target", "val"): 4, ("target", "test"): 5}
-
-
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_object(cfg) if OmegaConf.is_config(cfg) else cfg
-
-
 class EpochTaggedSampler(EpochSeededSampler):
     """An EpochSeededSampler that yields ``(epoch, index)``, for datasets that augment per epoch."""
 
@@ -127,22 +113,8 @@ class AugmentedFlowPairs(Dataset):
         return item
 
 
-class OpticalFlowDataModule(pl.LightningDataModule):
-    def __init__(self, cfg: Any, test_domain: str = "source", key: str = "data") -> None:
-        super().__init__()
-        if test_domain not in DOMAINS:
-            raise UserError(f"test_domain must be one of {', '.join(DOMAINS)}, got '{test_domain}'")
-        cfg = _plain(cfg)
-        if isinstance(cfg, dict):
-            try:
-                cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FlowDataConfig), cfg))
-            except OmegaConfBaseException as e:
-                raise UserError(f"{key}: {str(e).splitlines()[0]}") from None
-        self.cfg: FlowDataConfig = cfg
-        self.key = key
-        self.test_domain = test_domain
-        self._validate()
-        self._datasets: dict[tuple[str, str], Dataset] = {}
+class OpticalFlowDataModule(SourceTargetDataModule):
+    config_class = FlowDataConfig
 
     # ---- validation -------------------------------------------------------------
     def _validate(self) -> None:
@@ -164,40 +136,16 @@ class OpticalFlowDataModule(pl.LightningDataModule):
             if d.kind not in KINDS:
                 raise UserError(f"{k}.{domain}.kind: unknown dataset kind '{d.kind}'; expected one of {', '.join(KINDS)}")
             if d.kind == "synthetic":
-                validate_domain(_plain(d.synthetic), f"{k}.{domain}.synthetic")
+                validate_domain(plain(d.synthetic), f"{k}.{domain}.synthetic")
             if d.pass_name not in ("clean", "final"):
                 raise UserError(f"{k}.{domain}.pass_name: must be clean or final, got '{d.pass_name}'")
-        # roots are checked up front for the domain this run reads most (source when training)
-        self._check_root("source" if self.test_domain == "source" else "target")
-
-    def _check_root(self, domain: str) -> Path | None:
-        d = getattr(self.cfg, domain)
-        if d.kind == "synthetic":
-            return None
-        if not d.root:
-            raise UserError(f"{self.key}.{domain}.root: must be set for kind={d.kind}")
-        root = Path(d.root).expanduser()
-        if not root.exists():
-            raise UserError(f"{self.key}.{domain}.root: {d.root} does not exist")
-        return root
-
-    # ---- datasets ---------------------------------------------------------------
-    def domain_dataset(self, name: str, part: str = "test") -> Dataset:
-        """The ``part`` (train / val / test) of domain ``name`` (source / target), built once."""
-        if name not in DOMAINS:
-            raise UserError(f"domain must be one of {', '.join(DOMAINS)}, got '{name}'")
-        if part not in PARTS:
-            raise UserError(f"part must be one of {', '.join(PARTS)}, got '{part}'")
-        if (name, part) not in self._datasets:
-            self._datasets[(name, part)] = self._build(name, part)
-        return self._datasets[(name, part)]
 
     def _build(self, name: str, part: str) -> Dataset:
         c, d = self.cfg, getattr(self.cfg, name)
         where = f"{self.key}.{name}"
         if d.kind == "synthetic":
             videos = {"train": c.train_videos, "val": c.val_videos, "test": c.test_videos}[part]
-            base: Dataset = SyntheticFlowPairs(_plain(d.synthetic), videos, c.seed * 8 + _SEED_CODE[(name, part)],
+            base: Dataset = SyntheticFlowPairs(plain(d.synthetic), videos, self.synthetic_seed(name, part),
                                                key=f"{where}.synthetic")
         else:
             root = self._check_root(name)
@@ -221,32 +169,6 @@ class OpticalFlowDataModule(pl.LightningDataModule):
             return AugmentedFlowPairs(base, augmentor, c.seed, sparse=sparse)
         return base
 
-    def setup(self, stage: Optional[str] = None) -> None:
-        if stage in (None, "fit"):
-            self.domain_dataset("source", "train")
-        if stage in (None, "fit", "validate"):
-            self.domain_dataset("source", "val")
-        if stage in (None, "test", "predict"):
-            self.domain_dataset(self.test_domain, "test")
-
-    # ---- loaders ----------------------------------------------------------------
-    def _loader(self, dataset: Dataset, batch_size: int, sampler: Any = None, drop_last: bool = False) -> DataLoader:
-        workers = self.cfg.num_workers
-        generator = torch.Generator().manual_seed(self.cfg.seed)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
-                          pin_memory=self.cfg.pin_memory, persistent_workers=workers > 0, drop_last=drop_last,
-                          generator=generator)
-
-    def train_dataloader(self) -> DataLoader:
-        dataset = self.domain_dataset("source", "train")
+    def train_sampler(self, dataset: Dataset) -> Sampler:
         cls = EpochTaggedSampler if isinstance(dataset, AugmentedFlowPairs) else EpochSeededSampler
-        return self._loader(dataset, self.cfg.batch_size, cls(len(dataset), self.cfg.seed))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.domain_dataset("source", "val"), self.cfg.test_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.domain_dataset(self.test_domain, "test"), self.cfg.test_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return cls(len(dataset), self.cfg.seed)

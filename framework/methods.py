@@ -2,7 +2,6 @@
 datamodule and callbacks. train.py and adapt.py only talk to this."""
 # no `from __future__ import annotations`: OmegaConf reads the schema dataclasses' annotations at run time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 import pytorch_lightning as pl

@@ -2,7 +2,7 @@
 and adapted to each test instance (Zhang, Nie, Feng, NeurIPS 2020)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch

@@ -71,7 +71,7 @@ def corrupt_files(tmp_path):
     good = np.zeros((3, 4, 2), np.float32)
     write_flo(tmp_path / "good.flo", good)
     raw = (tmp_path / "good.flo").read_bytes()
-    (tmp_path / "magic.flo").write_bytes(b"XXXX" + raw[4:])
+    (tmp_path / "magic.flo").write_bytes(b"JUNK" + raw[4:])
     (tmp_path / "truncated.flo").write_bytes(raw[:-5])
     (tmp_path / "short.flo").write_bytes(raw[:6])
     (tmp_path / "size.flo").write_bytes(raw[:4] + np.array([-1, 3], "<i4").tobytes() + raw[12:])

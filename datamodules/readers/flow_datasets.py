@@ -171,7 +171,7 @@ class MpiSintel(FlowPairDataset):
 
 
 class FlyingChairs(FlowPairDataset):
-    """FlyingChairs: ``root/data/XXXXX_img1.ppm``, ``_img2.ppm``, ``_flow.flo``; the split file
+    """FlyingChairs: ``root/data/00001_img1.ppm``, ``_img2.ppm``, ``_flow.flo``; the split file
     ``FlyingChairs_train_val.txt`` (one 1 = train / 2 = val per sample, in name order) is looked
     for in ``root`` and ``root/data``. Without it every sample is training data."""
 
