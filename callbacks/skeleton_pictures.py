@@ -14,10 +14,9 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
 
 from framework.errors import UserError
-from framework.images import log_images
+from callbacks.sample_pictures import SamplePictures, to_numpy
 from geometry.skeletons import H36M17, Skeleton
 
 BACKGROUND = (255, 255, 255)
@@ -158,10 +157,6 @@ def render_pose_panel(pose2d: np.ndarray, pred3d: np.ndarray, gt3d: Optional[np.
     return np.ascontiguousarray(np.concatenate(panels, axis=1))
 
 
-def to_numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().float().cpu().numpy()
-
-
 def predicted_poses(outputs: Any) -> Optional[torch.Tensor]:
     """(B, J, 3) predictions from what a validation/test step returned, or None."""
     if isinstance(outputs, dict):
@@ -171,81 +166,25 @@ def predicted_poses(outputs: Any) -> Optional[torch.Tensor]:
     return None
 
 
-class SkeletonPictures(pl.Callback):
-    """Pictures of the first ``num_samples`` validation / test samples of each epoch.
+class SkeletonPictures(SamplePictures):
+    """2D input and 3D prediction vs ground truth (front and side views) of the first samples."""
 
-    Logged (global rank zero only) through :func:`framework.images.log_images`
-    under ``pictures/val`` at every validation epoch end (not the sanity check)
-    and ``pictures/test{tag}`` at test end; the last test pictures stay in
-    ``test_images`` so adapt.py can put before/after side by side.
-    """
-
-    def __init__(self, num_samples: int = 4, size: int = 256, tag: str = ""):
-        super().__init__()
-        if num_samples < 0:
-            raise UserError(f"pictures.num_samples must be >= 0, got {num_samples}")
-        if size < 64:
-            raise UserError(f"pictures.size must be at least 64 pixels, got {size}")
-        self.num_samples = num_samples
-        self.size = size
-        self.tag = tag
-        self.samples: list[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = []
-        self.val_images: list[np.ndarray] = []
-        self.test_images: list[np.ndarray] = []
-        self._warned = False
-
-    # ---------------------------------------------------------------- collect
-    def _collect(self, trainer: pl.Trainer, outputs: Any, batch: Any) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or len(self.samples) >= self.num_samples:
-            return
+    def extract(self, outputs: Any, batch: Any, take: int) -> Optional[list[Any]]:
         pred = predicted_poses(outputs)
         if pred is None or not isinstance(batch, dict) or "pose2d" not in batch:
-            if not self._warned:
-                rank_zero_warn("SkeletonPictures: the step returned no (B, J, 3) 'pose3d' or the batch has no "
-                               "'pose2d'; no pictures will be drawn")
-                self._warned = True
-            return
-        take = min(self.num_samples - len(self.samples), pred.shape[0])
+            return None
+        take = min(take, pred.shape[0])
         pose2d = to_numpy(batch["pose2d"][:take])
         pred3d = to_numpy(pred[:take])
         gt3d = to_numpy(batch["pose3d"][:take]) if torch.is_tensor(batch.get("pose3d")) else [None] * take
-        self.samples.extend(zip(pose2d, pred3d, gt3d))
+        return list(zip(pose2d, pred3d, gt3d))
 
-    def _render(self, pl_module: pl.LightningModule) -> list[np.ndarray]:
+    def render(self, pl_module: pl.LightningModule, sample: Any) -> np.ndarray:
         skeleton = getattr(pl_module, "skeleton", None)
         if not isinstance(skeleton, Skeleton):
             skeleton = H36M17
-        return [render_pose_panel(p2, p3, g3, skeleton, self.size) for p2, p3, g3 in self.samples]
+        return render_pose_panel(*sample, skeleton, self.size)
 
-    def _captions(self) -> list[str]:
-        return [f"sample {i}" + (f", MPJPE {mpjpe_mm(p3, g3):.1f} mm" if g3 is not None else "")
-                for i, (_, p3, g3) in enumerate(self.samples)]
-
-    # ------------------------------------------------------------- validation
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self.samples = []
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, outputs, batch)
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not self.samples:
-            return
-        self.val_images = self._render(pl_module)
-        log_images(trainer, "pictures/val", self.val_images, captions=self._captions())
-        self.samples = []
-
-    # ------------------------------------------------------------------- test
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self.samples = []
-        self.test_images = []
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, outputs, batch)
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero or not self.samples:
-            return
-        self.test_images = self._render(pl_module)
-        log_images(trainer, f"pictures/test{self.tag}", self.test_images, captions=self._captions())
-        self.samples = []
+    def caption(self, i: int, sample: Any) -> str:
+        _, pred3d, gt3d = sample
+        return f"sample {i}" + (f", MPJPE {mpjpe_mm(pred3d, gt3d):.1f} mm" if gt3d is not None else "")

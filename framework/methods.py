@@ -49,6 +49,7 @@ def _raft_adaptation(cfg) -> pl.Callback:
 
 
 def _raft() -> MethodSpec:
+    from callbacks.flow_pictures import FlowPictures
     from datamodules.optical_flow import FlowDataConfig, OpticalFlowDataModule
     from lightning_modules.raft import RAFTModelConfig, RAFTModule
 
@@ -64,7 +65,7 @@ def _raft() -> MethodSpec:
         module=RAFTModule,
         datamodule=lambda cfg, domain: OpticalFlowDataModule(cfg.data, test_domain=domain),
         adaptation=_raft_adaptation,
-        pictures=None,
+        pictures=lambda cfg: FlowPictures(cfg.pictures.num_samples, cfg.pictures.size),
     )
 
 

@@ -189,3 +189,31 @@ def test_skeleton_pictures_end_to_end(tmp_path):
     trainer.test(module, data, verbose=False)
     assert len(pictures.test_images) == 2 and pictures.test_images[0].shape == (96, 3 * 96, 3)
     assert len(list(folder.glob("pictures_test_before_*.png"))) == 2
+
+
+def test_flow_panel_shows_frame_flows_and_error():
+    from callbacks.flow_pictures import render_flow_panel
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (3, 40, 48)).astype(np.float32)
+    gt = np.zeros((2, 40, 48), np.float32)
+    gt[0] = 3.0
+    exact = render_flow_panel(image, gt.copy(), gt, None, size=64)
+    assert exact.dtype == np.uint8 and exact.shape[0] == 64 and exact.shape[2] == 3
+    wrong = gt.copy()
+    wrong[1, :20] = 4.0  # a 4 px error on the top half
+    off = render_flow_panel(image, wrong, gt, None, size=64)
+    width = exact.shape[1] // 4
+    assert np.array_equal(exact[:, :width], off[:, :width])  # the frame panel does not change
+    assert not np.array_equal(exact[:, 3 * width:], off[:, 3 * width:])  # the error map does
+    only_pred = render_flow_panel(image, gt, None, None, size=64)
+    assert only_pred.shape[1] == 2 * width  # frame and prediction only, without ground truth
+
+
+def test_flow_pictures_collects_samples_from_steps():
+    from callbacks.flow_pictures import FlowPictures
+
+    cb = FlowPictures(num_samples=3, size=64)
+    batch = {"image1": torch.rand(2, 3, 16, 24) * 255, "flow": torch.zeros(2, 2, 16, 24), "valid": torch.ones(2, 16, 24)}
+    assert len(cb.extract({"flow": torch.zeros(2, 2, 16, 24)}, batch, 3)) == 2
+    assert cb.extract({"pose3d": torch.zeros(2, 17, 3)}, batch, 3) is None
