@@ -6,7 +6,7 @@ Every problem becomes one ``UserError`` line that names the key or the file.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -160,6 +160,22 @@ def load_config(files: list[str], overrides: list[str],
         cfg.run_name = "+".join(Path(f).stem for f in files)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def dataclass_from(cls: type, value: Any, what: str) -> Any:
+    """``value`` as an instance of the config dataclass ``cls``: an instance, an OmegaConf node or a
+    plain dict (an unknown key is one UserError naming it)."""
+    if isinstance(value, cls):
+        return value
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise UserError(f"{what}: unknown key '{unknown[0]}'")
+        return cls(**value)
+    raise UserError(f"{what} must be a {cls.__name__} or a mapping, got {type(value).__name__}")
 
 
 def to_plain(cfg: DictConfig | Any) -> Any:

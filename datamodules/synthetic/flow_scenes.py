@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import colorsys
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
+from framework.config import dataclass_from
 from framework.errors import UserError
 
 SHAPE_KINDS = ("ellipse", "rectangle", "polygon")
@@ -105,17 +105,7 @@ _RANGE_FIELDS = ("num_layers", "shape_size", "shape_aspect", "polygon_vertices",
 
 def as_domain(domain: Any) -> SyntheticFlowDomain:
     """Accept a SyntheticFlowDomain, an OmegaConf node or a plain dict."""
-    if isinstance(domain, SyntheticFlowDomain):
-        return domain
-    if OmegaConf.is_config(domain):
-        domain = OmegaConf.to_container(domain, resolve=True)
-    if isinstance(domain, dict):
-        known = {f.name for f in fields(SyntheticFlowDomain)}
-        unknown = sorted(set(domain) - known)
-        if unknown:
-            raise UserError(f"synthetic flow domain: unknown key '{unknown[0]}'")
-        return SyntheticFlowDomain(**domain)
-    raise UserError(f"synthetic flow domain must be a SyntheticFlowDomain or a mapping, got {type(domain).__name__}")
+    return dataclass_from(SyntheticFlowDomain, domain, "synthetic flow domain")
 
 
 def _check_range(domain: SyntheticFlowDomain, key: str, name: str, low=None, high=None) -> None:

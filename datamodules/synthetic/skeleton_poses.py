@@ -24,14 +24,14 @@ y = up, z = facing direction):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
+from framework.config import dataclass_from
 from framework.errors import UserError
 from geometry.skeletons import H36M17
 
@@ -169,17 +169,7 @@ _RANGE_FIELDS = _ANGLE_FIELDS + tuple(CROUCH_LIMITS) + (
 
 def as_domain(domain: Any) -> SyntheticPoseDomain:
     """Accept a SyntheticPoseDomain, an OmegaConf node or a plain dict."""
-    if isinstance(domain, SyntheticPoseDomain):
-        return domain
-    if OmegaConf.is_config(domain):
-        domain = OmegaConf.to_container(domain, resolve=True)
-    if isinstance(domain, dict):
-        known = {f.name for f in fields(SyntheticPoseDomain)}
-        unknown = sorted(set(domain) - known)
-        if unknown:
-            raise UserError(f"synthetic pose domain: unknown key '{unknown[0]}'")
-        return SyntheticPoseDomain(**domain)
-    raise UserError(f"synthetic pose domain must be a SyntheticPoseDomain or a mapping, got {type(domain).__name__}")
+    return dataclass_from(SyntheticPoseDomain, domain, "synthetic pose domain")
 
 
 def validate_domain(domain: SyntheticPoseDomain, key: str = "synthetic") -> None:
