@@ -46,7 +46,8 @@ def adapt(argv: list[str]) -> int:
     adaptation = spec.adaptation(cfg)
     adaptation.active = False
     pictures = spec.pictures(cfg) if cfg.pictures.enabled and spec.pictures is not None else None
-    callbacks = [adaptation] + ([pictures] if pictures else [])
+    writer = spec.writer(cfg, run_dir) if spec.writer is not None else None
+    callbacks = [adaptation] + [c for c in (pictures, writer) if c is not None]
     trainer = build_trainer(cfg, run_dir, build_loggers(cfg, run_dir), callbacks,
                             spec.module.ddp_find_unused_parameters)
     if trainer.is_global_zero:
@@ -60,6 +61,8 @@ def adapt(argv: list[str]) -> int:
         module = load_module(spec, cfg, ckpt)
         module.test_stage = f"target_{stage}"
         adaptation.active = stage == "after"
+        if writer is not None:
+            writer.active = stage == "after"
         if pictures is not None:
             pictures.tag = f"_{stage}"
         start = time.perf_counter()
@@ -72,6 +75,9 @@ def adapt(argv: list[str]) -> int:
     if trainer.is_global_zero:
         report = {"method": cfg.method, "checkpoint": str(ckpt), "before": metrics["before"],
                   "after": metrics["after"], "seconds": seconds, "adaptation": adaptation.settings()}
+        summary = adaptation.summary()
+        if summary:
+            report["adaptation"]["summary"] = summary
         write_json(run_dir / "adaptation_report.json", report)
         if images.get("before") and images.get("after"):
             from framework.images import log_images, side_by_side

@@ -93,6 +93,10 @@ class AdaptationCallback(pl.Callback):
         """The callback's settings, written into the adaptation report."""
         return {}
 
+    def summary(self) -> dict:
+        """What the last adaptation run measured on its own (written into the report); may be empty."""
+        return {}
+
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.active:
             return

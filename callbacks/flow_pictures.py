@@ -15,12 +15,12 @@ from geometry.flow import flow_to_color
 ERROR_SCALE_PX = 5.0  # end-point errors at or above this many pixels are drawn at full intensity
 
 
-def _fit(image: np.ndarray, height: int) -> np.ndarray:
+def fit_height(image: np.ndarray, height: int) -> np.ndarray:
     scale = height / image.shape[0]
     return cv2.resize(image, (max(1, round(image.shape[1] * scale)), height), interpolation=cv2.INTER_NEAREST)
 
 
-def _label(image: np.ndarray, text: str) -> np.ndarray:
+def put_label(image: np.ndarray, text: str) -> np.ndarray:
     cv2.putText(image, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 2, cv2.LINE_AA)
     cv2.putText(image, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return image
@@ -31,10 +31,10 @@ def render_flow_panel(image1: np.ndarray, pred: np.ndarray, gt: Optional[np.ndar
     """(3,H,W) 0..255 frame, (2,H,W) flows, (H,W) valid -> RGB uint8 panels ``size`` pixels high."""
     frame = np.clip(image1.transpose(1, 2, 0), 0, 255).astype(np.uint8)
     scale = float(np.linalg.norm(gt if gt is not None else pred, axis=0).max()) or 1.0
-    panels = [_label(_fit(frame, size), "frame 1")]
+    panels = [put_label(fit_height(frame, size), "frame 1")]
     if gt is not None:
-        panels.append(_label(_fit(flow_to_color(gt, max_norm=scale), size), "ground truth"))
-    panels.append(_label(_fit(flow_to_color(pred, max_norm=scale), size), "prediction"))
+        panels.append(put_label(fit_height(flow_to_color(gt, max_norm=scale), size), "ground truth"))
+    panels.append(put_label(fit_height(flow_to_color(pred, max_norm=scale), size), "prediction"))
     if gt is not None:
         error = np.linalg.norm(pred - gt, axis=0)
         mask = np.ones_like(error, dtype=bool) if valid is None else valid >= 0.5
@@ -42,7 +42,7 @@ def render_flow_panel(image1: np.ndarray, pred: np.ndarray, gt: Optional[np.ndar
         heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
         heat[~mask] = 128
         epe = float(error[mask].mean()) if mask.any() else float("nan")
-        panels.append(_label(_fit(heat, size), f"EPE {epe:.2f} px"))
+        panels.append(put_label(fit_height(heat, size), f"EPE {epe:.2f} px"))
     return np.ascontiguousarray(np.concatenate(panels, axis=1))
 
 

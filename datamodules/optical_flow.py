@@ -1,9 +1,10 @@
 """Data for optical flow: a source domain to train on, a target domain to adapt to.
 
 Each domain is synthetic (``SyntheticFlowDomain``, the embedded default) or a real benchmark
-read from its released files (MPI-Sintel, FlyingChairs, FlyingThings3D, KITTI 2015). Batches
-hold ``image1``, ``image2`` (B, 3, H, W) in 0..255, ``flow`` (B, 2, H, W), ``valid`` (B, H, W),
-``index`` (+ ``video``, ``frame`` where the set is made of videos).
+read from its released files (MPI-Sintel, FlyingChairs, FlyingThings3D, KITTI 2015), or the user's
+own footage (a video file or a folder of frames; no ground truth, so only as a test / target part).
+Batches hold ``image1``, ``image2`` (B, 3, H, W) in 0..255, ``flow`` (B, 2, H, W), ``valid`` (B, H, W)
+(not for footage), ``index`` (+ ``video``, ``frame`` where the set is made of videos).
 
 Parts: ``train`` (augmented with the RAFT authors' augmentation and cropped) and ``val`` come from
 the source, ``test`` from ``test_domain`` ("source" for train.py, "target" for adapt.py). The
@@ -23,12 +24,13 @@ from datamodules.domains import DOMAINS, SourceTargetDataModule, plain
 from datamodules.flow_augment import FlowAugmentor, SparseFlowAugmentor
 from datamodules.readers.flow_datasets import (DENSE_VALID_LIMIT, FlyingChairs, FlyingThings3D, Kitti2015,
                                                MpiSintel)
+from datamodules.readers.footage import UserFootage
 from datamodules.sampling import EpochSeededSampler
 from datamodules.synthetic.flow_scenes import (SyntheticFlowDomain, SyntheticFlowPairs, flow_source_domain,
                                                flow_target_domain, validate_domain)
 from framework.errors import UserError
 
-KINDS = ("synthetic", "sintel", "chairs", "things", "kitti")
+KINDS = ("synthetic", "sintel", "chairs", "things", "kitti", "footage")
 MIN_SIZE = 64  # smallest frame side RAFT takes: 1/8 resolution, then 3 poolings of the correlation
 
 
@@ -36,13 +38,17 @@ MIN_SIZE = 64  # smallest frame side RAFT takes: 1/8 resolution, then 3 poolings
 class FlowDomainConfig:
     """Where one domain's pairs come from. Keys of other kinds are ignored."""
 
-    kind: str = "synthetic"  # synthetic | sintel | chairs | things | kitti
-    root: Optional[str] = None  # dataset folder (real kinds only)
+    kind: str = "synthetic"  # synthetic | sintel | chairs | things | kitti | footage
+    root: Optional[str] = None  # dataset folder (real kinds only); footage: a video file or a folder of frames
     pass_name: str = "clean"  # sintel: clean | final; things: the pass of the frames
     # split of each part (None: the kind's default; see _SPLITS)
     train_split: Optional[str] = None
     val_split: Optional[str] = None
     test_split: Optional[str] = None
+    # footage only: keep every frame_step-th frame, at most max_frames of them, resized to [height, width]
+    max_frames: Optional[int] = None
+    frame_step: int = 1
+    resize: Optional[list[int]] = None
     synthetic: SyntheticFlowDomain = field(default_factory=flow_source_domain)
 
 
@@ -139,6 +145,17 @@ class OpticalFlowDataModule(SourceTargetDataModule):
                 validate_domain(plain(d.synthetic), f"{k}.{domain}.synthetic")
             if d.pass_name not in ("clean", "final"):
                 raise UserError(f"{k}.{domain}.pass_name: must be clean or final, got '{d.pass_name}'")
+            self._validate_footage(d, f"{k}.{domain}")
+
+    @staticmethod
+    def _validate_footage(d: FlowDomainConfig, where: str) -> None:
+        if d.frame_step < 1:
+            raise UserError(f"{where}.frame_step: must be >= 1, got {d.frame_step}")
+        if d.max_frames is not None and d.max_frames < 2:
+            raise UserError(f"{where}.max_frames: must be >= 2 (one pair needs two frames) or null, got {d.max_frames}")
+        if d.resize is not None and (len(d.resize) != 2 or any(int(v) < MIN_SIZE for v in d.resize)):
+            raise UserError(f"{where}.resize: expected [height, width], each at least {MIN_SIZE} (RAFT's smallest "
+                            f"frame), or null; got {list(d.resize)}")
 
     def _build(self, name: str, part: str) -> Dataset:
         c, d = self.cfg, getattr(self.cfg, name)
@@ -149,6 +166,8 @@ class OpticalFlowDataModule(SourceTargetDataModule):
                                                key=f"{where}.synthetic")
         else:
             root = self._check_root(name)
+            if d.kind == "footage":
+                return self._footage(d, root, where, part)
             split = getattr(d, f"{part}_split") or _SPLITS[d.kind][part]
             try:
                 if d.kind == "sintel":
@@ -168,6 +187,17 @@ class OpticalFlowDataModule(SourceTargetDataModule):
                             eraser_bounds=tuple(c.eraser_bounds))
             return AugmentedFlowPairs(base, augmentor, c.seed, sparse=sparse)
         return base
+
+    @staticmethod
+    def _footage(d: FlowDomainConfig, root, where: str, part: str) -> Dataset:
+        if part != "test":
+            raise UserError(f"{where}.kind: footage has no ground-truth flow; use it as data.target (adapt.py), "
+                            f"not for training")
+        try:
+            return UserFootage(root, max_frames=d.max_frames, frame_step=d.frame_step,
+                               resize=None if d.resize is None else list(d.resize), min_size=MIN_SIZE)
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
 
     def train_sampler(self, dataset: Dataset) -> Sampler:
         cls = EpochTaggedSampler if isinstance(dataset, AugmentedFlowPairs) else EpochSeededSampler

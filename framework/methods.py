@@ -2,6 +2,7 @@
 datamodule and callbacks. train.py and adapt.py only talk to this."""
 # no `from __future__ import annotations`: OmegaConf reads the schema dataclasses' annotations at run time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import pytorch_lightning as pl
@@ -19,6 +20,8 @@ class MethodSpec:
     datamodule: Callable[[object, str], pl.LightningDataModule]  # (cfg, "source" | "target")
     adaptation: Callable[[object], pl.Callback]
     pictures: Optional[Callable[[object], pl.Callback]] = None
+    # adapt.py: a callback writing the adapted predictions into the run folder (or None for this config)
+    writer: Optional[Callable[[object, Path], Optional[pl.Callback]]] = None
 
 
 def _iso() -> MethodSpec:
@@ -44,12 +47,17 @@ def _iso() -> MethodSpec:
     )
 
 
-def _raft_adaptation(cfg) -> pl.Callback:
-    raise UserError("the raft pseudo-label refinement callback is not available yet")
+def _raft_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:
+    """Footage has no ground truth to score: the refined flow itself is the result, so write it."""
+    if cfg.data.target.kind != "footage":
+        return None
+    from callbacks.flow_writer import FlowWriter
+    return FlowWriter(run_dir / "flow")
 
 
 def _raft() -> MethodSpec:
     from callbacks.flow_pictures import FlowPictures
+    from callbacks.flow_refinement import FlowRefinement, FlowRefinementConfig
     from datamodules.optical_flow import FlowDataConfig, OpticalFlowDataModule
     from lightning_modules.raft import RAFTModelConfig, RAFTModule
 
@@ -58,14 +66,16 @@ def _raft() -> MethodSpec:
         method: str = "raft"
         data: FlowDataConfig = field(default_factory=FlowDataConfig)
         model: RAFTModelConfig = field(default_factory=RAFTModelConfig)
+        adaptation: FlowRefinementConfig = field(default_factory=FlowRefinementConfig)
 
     return MethodSpec(
         name="raft",
         schema=RAFTConfig,
         module=RAFTModule,
         datamodule=lambda cfg, domain: OpticalFlowDataModule(cfg.data, test_domain=domain),
-        adaptation=_raft_adaptation,
+        adaptation=lambda cfg: FlowRefinement(FlowRefinementConfig(**to_plain(cfg.adaptation))),
         pictures=lambda cfg: FlowPictures(cfg.pictures.num_samples, cfg.pictures.size),
+        writer=_raft_writer,
     )
 
 

@@ -60,20 +60,28 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor
 
 
 def forward_backward_consistency(flow_fw: torch.Tensor, flow_bw: torch.Tensor,
-                                 alpha1: float = 0.01, alpha2: float = 0.5) -> torch.Tensor:
-    """Bool (B, H, W) mask of cycle-consistent pixels (UnFlow form).
+                                 alpha1: float = 0.01, alpha2: float = 0.5, form: str = "squared") -> torch.Tensor:
+    """Bool (B, H, W) mask of cycle-consistent pixels.
 
-    With b(x) = flow_bw sampled at x + flow_fw(x), a pixel is consistent when
-    |f_fw(x) + b(x)|^2 < alpha1 (|f_fw(x)|^2 + |b(x)|^2) + alpha2 and its target is in frame 2.
+    With b(x) = flow_bw sampled at x + flow_fw(x), a pixel is consistent when its target is in
+    frame 2 and, in the UnFlow ``form="squared"``,
+    |f_fw(x) + b(x)|^2 < alpha1 (|f_fw(x)|^2 + |b(x)|^2) + alpha2, or, in the ``"euclidean"`` form
+    of the refinement authors' released label code, |f_fw(x) + b(x)| < alpha1 (|f_fw(x)| + |b(x)|) + alpha2.
     """
+    if form not in ("squared", "euclidean"):
+        raise UserError(f"forward_backward_consistency: form must be squared or euclidean, got {form!r}")
     _check_flow(flow_fw, "forward_backward_consistency: flow_fw")
     _check_flow(flow_bw, "forward_backward_consistency: flow_bw")
     if flow_fw.shape != flow_bw.shape:
         raise UserError(f"forward_backward_consistency: flow_fw {tuple(flow_fw.shape)} and flow_bw "
                         f"{tuple(flow_bw.shape)} differ in shape")
     bw, in_bounds = backward_warp(flow_bw, flow_fw)
-    cycle = (flow_fw + bw).square().sum(1)
-    bound = alpha1 * (flow_fw.square().sum(1) + bw.square().sum(1)) + alpha2
+    if form == "squared":
+        cycle = (flow_fw + bw).square().sum(1)
+        bound = alpha1 * (flow_fw.square().sum(1) + bw.square().sum(1)) + alpha2
+    else:
+        cycle = torch.linalg.vector_norm(flow_fw + bw, dim=1)
+        bound = alpha1 * (torch.linalg.vector_norm(flow_fw, dim=1) + torch.linalg.vector_norm(bw, dim=1)) + alpha2
     return (cycle < bound) & in_bounds
 
 

@@ -9,8 +9,8 @@ import torch
 
 from framework.errors import UserError
 from lightning_modules.base import MethodModule
-from lightning_modules.raft_losses import sequence_loss
-from metrics.flow import epe_sums, flow_metric_collection
+from lightning_modules.raft_losses import sequence_loss, unsupervised_sequence_loss
+from metrics.flow import epe_sums, flow_metric_collection, unsupervised_flow_metric_collection
 from nets.raft import RAFT, InputPadder
 
 MIN_SIZE = 64  # 1/8 resolution, then the correlation pyramid halves it 3 times
@@ -57,6 +57,9 @@ class RAFTModule(MethodModule):
             load_raft_state_dict(self.net, c.pretrained)
         self.val_metrics = flow_metric_collection(c.metrics)
         self.test_metrics = flow_metric_collection(c.metrics)
+        self.unsupervised_metrics = unsupervised_flow_metric_collection()
+        # per-sample (index, EPE) of the last test run, for per-video breakdowns (benchmarks)
+        self.last_test_samples: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         if c.freeze_bn:
             self.net.freeze_bn()
 
@@ -76,16 +79,50 @@ class RAFTModule(MethodModule):
                             f"of 8), got {h}x{w}")
 
     # ------------------------------------------------------------------ predict
-    def predict(self, batch: dict) -> dict[str, torch.Tensor]:
-        image1, image2 = batch["image1"], batch["image2"]
+    def flow(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+        """Test-mode flow from image1 to image2 at the input size (padded for the network, then cut)."""
         padder = InputPadder(image1.shape, mode=self.cfg.metrics)
         image1, image2 = padder.pad(image1, image2)
         self._check_size(image1)
         _, flow = self.net(image1, image2, iters=self.cfg.test_iters, test_mode=True)
-        return {"flow": padder.unpad(flow)}
+        return padder.unpad(flow)
+
+    def predict(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Forward flow; without ground truth (user footage) also the backward flow, which the
+        label-free test metrics (forward-backward consistency) need."""
+        outputs = {"flow": self.flow(batch["image1"], batch["image2"])}
+        if "flow" not in batch:
+            outputs["flow_bw"] = self.flow(batch["image2"], batch["image1"])
+        return outputs
+
+    def forward(self, batch: dict, task: str = "predict"):
+        if task == "flow":  # the teacher of pseudo-label refinement: forward flow only
+            return {"flow": self.flow(batch["image1"], batch["image2"])}
+        return super().forward(batch, task)
 
     def update_test_metrics(self, outputs: dict, batch: dict) -> None:
-        self.test_metrics.update(outputs["flow"].float(), batch["flow"].float(), batch.get("valid"), batch["index"])
+        if "flow" in batch:
+            self.test_metrics.update(outputs["flow"].float(), batch["flow"].float(), batch.get("valid"),
+                                     batch["index"])
+        else:
+            self.unsupervised_metrics.update(batch["image1"].float(), batch["image2"].float(),
+                                             outputs["flow"].float(), outputs["flow_bw"].float(), batch["index"])
+
+    # -------------------------------------------------------------- refinement
+    def adaptation_groups(self) -> dict[str, list[str]]:
+        """Pseudo-label refinement fine-tunes the whole network, as the authors do."""
+        return {"net": [n for n, _ in self.named_parameters() if n.startswith("net.")]}
+
+    def refinement_loss(self, batch: dict, objective: str, iters: Optional[int] = None, gamma: float = 0.85,
+                        smooth_weight: float = 0.0, edge_weight: float = 0.0) -> torch.Tensor:
+        """Loss of one refinement batch: the weighted sequence loss on pseudo-labels (``flow``,
+        ``weight``), or the photometric objective (+ smoothness) of the self-supervised baselines."""
+        self._check_size(batch["image1"])
+        predictions = self.net(batch["image1"], batch["image2"], iters=iters or self.cfg.test_iters)
+        if objective == "pseudo_labels":
+            return sequence_loss(predictions, batch["flow"], None, gamma, self.cfg.max_flow, weight=batch["weight"])
+        return unsupervised_sequence_loss(predictions, batch["image1"], batch["image2"], gamma, smooth_weight,
+                                          edge_weight)
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -131,4 +168,9 @@ class RAFTModule(MethodModule):
         self.log_metrics(self.val_metrics, "val")
 
     def on_test_epoch_end(self) -> None:
+        if any(m.update_called for m in self.unsupervised_metrics.values()):
+            self.log_metrics(self.unsupervised_metrics, self.test_stage)
+            return
+        index, epe, _ = self.test_metrics["epe"].sample_values()
+        self.last_test_samples = (index.cpu(), epe.cpu())
         self.log_metrics(self.test_metrics, self.test_stage)

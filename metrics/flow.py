@@ -29,6 +29,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.utilities.data import dim_zero_cat
 
 from framework.errors import UserError
+from geometry.flow import backward_warp, forward_backward_consistency
 from metrics.per_sample import PerSampleMetric, unique_by_index
 
 REDUCTIONS = ("pixels", "images")
@@ -189,6 +190,51 @@ def flow_metric_collection(style: str = "sintel", prefix: str = "", **kwargs) ->
     else:
         raise UserError(f"flow_metric_collection: style must be 'sintel' or 'kitti', got {style!r}")
     return MetricCollection(metrics, prefix=prefix)
+
+
+class _LabelFreeMetric(_FlowMetric):
+    """Measured from the frames and the forward and backward flows alone (footage without ground
+    truth); updated with (image1, image2, flow_fw, flow_bw, index)."""
+
+    def sums(self, pred, gt, valid):
+        raise UserError(f"{type(self).__name__} needs no ground truth; update it with frames and both flows")
+
+    @abstractmethod
+    def label_free_sums(self, image1, image2, flow_fw, flow_bw) -> torch.Tensor:
+        """(B, 2): per-sample sum over counted pixels and their number."""
+
+    def update(self, image1, image2, flow_fw, flow_bw, index) -> None:
+        with torch.no_grad():
+            values = self.label_free_sums(image1.detach().float(), image2.detach().float(),
+                                          flow_fw.detach().float(), flow_bw.detach().float())
+        PerSampleMetric.update(self, values, index)
+
+
+class ForwardBackwardConsistency(_LabelFreeMetric):
+    """Share of pixels (%) passing the UnFlow forward-backward check (its own alpha1 0.01, alpha2 0.5)."""
+
+    higher_is_better = True
+    scale = 100.0
+
+    def label_free_sums(self, image1, image2, flow_fw, flow_bw):
+        consistent = forward_backward_consistency(flow_fw, flow_bw, 0.01, 0.5).float()
+        return torch.stack((consistent.flatten(1).sum(1), torch.full_like(consistent[:, 0, 0], consistent[0].numel())), 1)
+
+
+class PhotometricError(_LabelFreeMetric):
+    """Mean absolute colour difference (0..255) between frame 1 and frame 2 back-warped by the flow,
+    over pixels whose target lies inside frame 2."""
+
+    def label_free_sums(self, image1, image2, flow_fw, flow_bw):
+        warped, inside = backward_warp(image2, flow_fw)
+        diff = (image1 - warped).abs().mean(1) * inside
+        return torch.stack((diff.flatten(1).sum(1), inside.flatten(1).sum(1).float()), 1)
+
+
+def unsupervised_flow_metric_collection(prefix: str = "") -> MetricCollection:
+    """What can be measured on footage without ground truth: fb_consistent (%) and photometric error."""
+    return MetricCollection({"fb_consistent": ForwardBackwardConsistency(), "photometric": PhotometricError()},
+                            prefix=prefix)
 
 
 def per_video(values: torch.Tensor, index: torch.Tensor, video_of_index: Any,

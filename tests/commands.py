@@ -20,16 +20,24 @@ QUICK = str(ROOT / "configs/iso/quick.yaml")
 TINY = ("model.width=32", "data.train_length=256", "data.val_length=64", "data.test_length=37",
         "data.batch_size=32", "data.test_batch_size=8", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false", "logger.kinds=[csv]")
+RAFT_QUICK = str(ROOT / "configs/raft/quick.yaml")
+# RAFT-small on 64x72 three-frame videos, 2 iterations: seconds per command
+RAFT_TINY = ("data.train_videos=2", "data.val_videos=1", "data.test_videos=1", "data.source.synthetic.height=64",
+             "data.source.synthetic.width=72", "data.source.synthetic.frames=3", "data.target.synthetic.height=64",
+             "data.target.synthetic.width=72", "data.target.synthetic.frames=3", "data.crop_size=[64,64]",
+             "data.eraser_bounds=[4,12]", "data.batch_size=2", "data.test_batch_size=2", "model.iters=2",
+             "model.test_iters=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+             "logger.kinds=[csv]", "adaptation.steps=2", "adaptation.batch_size=2")
 DDP = ("trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
 METRICS = {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc"}
 
 
 def cli(script: str, output_dir: Path, *overrides: str, config: str = QUICK, check: bool = True,
-        timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python <script> --config <config> <TINY> output_dir=<output_dir> <overrides>`` (later overrides win)."""
+        timeout: int = 300, tiny: tuple[str, ...] = TINY) -> subprocess.CompletedProcess:
+    """``python <script> --config <config> <tiny> output_dir=<output_dir> <overrides>`` (later overrides win)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop(RUN_DIR_ENV, None)  # each command chooses its own run folder
-    cmd = [sys.executable, str(ROOT / script), "--config", config, *TINY, f"output_dir={output_dir}", *overrides]
+    cmd = [sys.executable, str(ROOT / script), "--config", config, *tiny, f"output_dir={output_dir}", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} exited with {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")

@@ -136,10 +136,3 @@ def test_train_py_runs_raft_end_to_end(tmp_path):
     assert metrics["method"] == "raft"
     assert metrics["test"]["epe"] == metrics["test"]["epe"] and metrics["test"]["epe"] >= 0
     assert {"1px", "3px", "5px"} <= set(metrics["test"])
-
-
-def test_raft_adaptation_is_not_available_yet():
-    from framework.methods import get_method
-    spec = get_method("raft")
-    with pytest.raises(UserError, match="not available yet"):
-        spec.adaptation(None)

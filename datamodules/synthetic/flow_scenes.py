@@ -389,30 +389,35 @@ class SyntheticFlowPairs(Dataset):
     Items (the flow batch keys): ``image1``, ``image2`` float32 (3, H, W) in 0..255, ``flow``
     float32 (2, H, W), ``valid`` float32 (H, W) all ones, ``occlusion`` bool (H, W), and int64
     ``index``, ``video``, ``frame``. ``pairs_of(v)`` lists the indices of one video, in order,
-    for per-video refinement.
+    and ``videos()`` all of them, for per-video refinement.
     """
 
     def __init__(self, domain: Any = None, num_videos: int = 16, seed: int = 0, key: str = "synthetic") -> None:
-        self.videos = SyntheticFlowVideos(domain, num_videos, seed, key)
-        self.domain = self.videos.domain
+        self.clips = SyntheticFlowVideos(domain, num_videos, seed, key)
+        self.domain = self.clips.domain
         self.pairs_per_video = self.domain.frames - 1
 
     def __len__(self) -> int:
-        return len(self.videos) * self.pairs_per_video
+        return len(self.clips) * self.pairs_per_video
 
     def pairs_of(self, video: int) -> list[int]:
-        if not 0 <= video < len(self.videos):
-            raise IndexError(f"video {video} out of range for {len(self.videos)} videos")
+        if not 0 <= video < len(self.clips):
+            raise IndexError(f"video {video} out of range for {len(self.clips)} videos")
         return list(range(video * self.pairs_per_video, (video + 1) * self.pairs_per_video))
+
+    def videos(self) -> dict[int, "VideoSpan"]:
+        """{video: (name, pair indices in frame order)}, the protocol of the real flow datasets."""
+        from datamodules.readers.flow_datasets import VideoSpan
+        return {v: VideoSpan(f"{self.domain.name}_{v:04d}", self.pairs_of(v)) for v in range(len(self.clips))}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} pairs")
         video, t = divmod(index, self.pairs_per_video)
-        flow, occluded = self.videos.flow(video, t)
-        return {"image1": torch.from_numpy(self.videos.frame(video, t)),
-                "image2": torch.from_numpy(self.videos.frame(video, t + 1)),
+        flow, occluded = self.clips.flow(video, t)
+        return {"image1": torch.from_numpy(self.clips.frame(video, t)),
+                "image2": torch.from_numpy(self.clips.frame(video, t + 1)),
                 "flow": torch.from_numpy(flow),
                 "valid": torch.ones(flow.shape[1:], dtype=torch.float32),
                 "occlusion": torch.from_numpy(occluded),
