@@ -18,7 +18,7 @@ from framework.cli import build_trainer, run_main, shared_run_dir
 from framework.config import load_config, parse_args
 from framework.io import write_json, write_text
 from framework.loggers import build_loggers
-from framework.methods import get_method, load_module, schema_for
+from framework.methods import build_module, get_method, load_module, schema_for
 from framework.runs import new_adapt_dir, newest_checkpoint
 
 STAGES = ("before", "after")
@@ -39,7 +39,9 @@ def adapt(argv: list[str]) -> int:
     files, overrides = parse_args(argv, "Adapt a trained method to its target domain at test time.")
     cfg = load_config(files, overrides, schema_for)
     spec = get_method(cfg.method)
-    ckpt = Path(cfg.ckpt) if cfg.ckpt else newest_checkpoint(cfg)
+    # weights: ckpt=..., else released weights named by model.pretrained (RAFT), else this config's newest run
+    pretrained = getattr(cfg.model, "pretrained", None)
+    ckpt = Path(cfg.ckpt) if cfg.ckpt else (None if pretrained else newest_checkpoint(cfg))
     run_dir = shared_run_dir(lambda: new_adapt_dir(cfg))
 
     datamodule = spec.datamodule(cfg, "target")
@@ -53,12 +55,12 @@ def adapt(argv: list[str]) -> int:
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-        print(f"adapting {ckpt} -> {run_dir}")
+        print(f"adapting {ckpt or pretrained} -> {run_dir}")
 
     metrics, seconds, images = {}, {}, {}
     for stage in STAGES:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        module = load_module(spec, cfg, ckpt)
+        module = load_module(spec, cfg, ckpt) if ckpt is not None else build_module(spec, cfg)
         module.test_stage = f"target_{stage}"
         adaptation.active = stage == "after"
         if writer is not None:
@@ -73,7 +75,7 @@ def adapt(argv: list[str]) -> int:
             images[stage] = list(pictures.test_images)
 
     if trainer.is_global_zero:
-        report = {"method": cfg.method, "checkpoint": str(ckpt), "before": metrics["before"],
+        report = {"method": cfg.method, "checkpoint": str(ckpt or pretrained), "before": metrics["before"],
                   "after": metrics["after"], "seconds": seconds, "adaptation": adaptation.settings()}
         summary = adaptation.summary()
         if summary:

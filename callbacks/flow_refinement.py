@@ -168,7 +168,7 @@ class FlowRefinement(VideoRefinement):
         for s in range(0, first.shape[0], self.cfg.teacher_batch):
             batch = {"image1": first[s:s + self.cfg.teacher_batch], "image2": second[s:s + self.cfg.teacher_batch]}
             with autocast(trainer):
-                outs.append(self.teacher_predict(pl_module, batch)["flow"].float())
+                outs.append(self.teacher_predict(pl_module, batch, task="flow")["flow"].float())
         return torch.cat(outs)
 
     def training_set(self, trainer: pl.Trainer, pl_module, video: int) -> FlowLabels:

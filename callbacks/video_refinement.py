@@ -14,7 +14,6 @@ each rank refines the videos it is handed.
 """
 from __future__ import annotations
 
-import math
 import time
 from abc import abstractmethod
 from dataclasses import asdict, dataclass
@@ -125,9 +124,9 @@ class VideoRefinement(AdaptationCallback):
         self.refined_videos = 0
         self.reports = []
 
-    def teacher_predict(self, pl_module, batch: dict) -> dict:
-        """Predictions of the pre-trained weights, whatever the module's current weights are."""
-        return functional_call(pl_module, self.original, (batch,), {"task": "predict"}, strict=False)
+    def teacher_predict(self, pl_module, batch: dict, task: str = "predict") -> dict:
+        """``pl_module(batch, task)`` with the pre-trained weights, whatever the current weights are."""
+        return functional_call(pl_module, self.original, (batch,), {"task": task}, strict=False)
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if not self.active:
@@ -200,7 +199,3 @@ class VideoRefinement(AdaptationCallback):
         optimizer.zero_grad(set_to_none=True)
         return losses
 
-
-def finite_mean(values: list[float]) -> float:
-    values = [v for v in values if math.isfinite(v)]
-    return sum(values) / len(values) if values else float("nan")

@@ -231,7 +231,7 @@ def test_teacher_is_the_pretrained_model_whatever_the_current_weights():
         before = module.flow(batch["image1"], batch["image2"])
         for p in module.parameters():
             p.add_(0.05)
-        teacher = callback.teacher_predict(module, batch)["flow"]
+        teacher = callback.teacher_predict(module, batch, task="flow")["flow"]
     assert torch.allclose(teacher, before, atol=1e-5)
     assert not torch.allclose(module.flow(batch["image1"], batch["image2"]), before, atol=1e-3)
 
@@ -302,3 +302,15 @@ def test_refinement_refuses_test_data_without_videos():
 
     with pytest.raises(UserError, match="no videos"):
         video_spans(Pairs())
+
+
+def test_adapt_py_starts_from_released_weights_without_a_run(tmp_path):
+    from nets.raft import RAFT
+    from nets.raft_checkpoints import to_authors_layout
+
+    torch.manual_seed(1)
+    weights = tmp_path / "raft-small.pth"
+    torch.save(to_authors_layout(RAFT(small=True).state_dict()), weights)
+    cli("adapt.py", tmp_path / "out", f"model.pretrained={weights}", config=RAFT_QUICK, tiny=RAFT_TINY)
+    result = report(tmp_path / "out" / "raft" / "quick_adapt")
+    assert result["checkpoint"] == str(weights) and result["before"]["epe"] >= 0

@@ -405,7 +405,7 @@ class SyntheticFlowPairs(Dataset):
             raise IndexError(f"video {video} out of range for {len(self.clips)} videos")
         return list(range(video * self.pairs_per_video, (video + 1) * self.pairs_per_video))
 
-    def videos(self) -> dict[int, "VideoSpan"]:
+    def videos(self) -> dict[int, Any]:
         """{video: (name, pair indices in frame order)}, the protocol of the real flow datasets."""
         from datamodules.readers.flow_datasets import VideoSpan
         return {v: VideoSpan(f"{self.domain.name}_{v:04d}", self.pairs_of(v)) for v in range(len(self.clips))}
