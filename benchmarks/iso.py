@@ -14,9 +14,7 @@ measured in this one run. Results: benchmarks/results/iso.{json,md}.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,10 +25,9 @@ sys.path.insert(0, str(ROOT))
 import pytorch_lightning as pl  # noqa: E402
 
 from framework.config import load_config, to_plain  # noqa: E402
-from framework.errors import UserError  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
 from framework.methods import get_method, load_module, schema_for  # noqa: E402
-from framework.runs import newest_checkpoint  # noqa: E402
+from benchmarks.common import spread, train_run  # noqa: E402
 
 CONFIGS = [str(ROOT / "configs/iso/quick.yaml"), str(ROOT / "benchmarks/iso.yaml")]
 METRICS = ("pck", "auc", "mpjpe", "pa_mpjpe")
@@ -51,19 +48,8 @@ MODELS = {"baseline": ["model.ssl=none"], "joint": []}
 
 
 def train(seed: int, model: str, work: Path, overrides: list[str], reuse: bool) -> Path:
-    cfg = load_config(CONFIGS, [f"run_name={model}-s{seed}", f"output_dir={work}"] + overrides, schema_for)
-    if reuse:
-        try:
-            return newest_checkpoint(cfg)
-        except UserError:
-            pass
-    args = [sys.executable, str(ROOT / "train.py")] + sum((["--config", c] for c in CONFIGS), [])
-    args += [f"seed={seed}", f"data.seed={seed}", f"run_name={model}-s{seed}", f"output_dir={work}",
-             "logger.kinds=[]", "pictures.enabled=false", "trainer.enable_progress_bar=false"]
-    args += MODELS[model] + overrides
-    env = {k: v for k, v in os.environ.items() if k != "MOTION_ADAPT_RUN_DIR"}
-    subprocess.run(args, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    return newest_checkpoint(cfg)
+    return train_run(CONFIGS, f"{model}-s{seed}", work, [f"seed={seed}", f"data.seed={seed}"] + MODELS[model] + overrides,
+                     reuse)
 
 
 def evaluate(seed: int, ckpt: Path, adaptation: dict | None, overrides: list[str]) -> tuple[dict, float]:
@@ -91,12 +77,7 @@ def evaluate(seed: int, ckpt: Path, adaptation: dict | None, overrides: list[str
 def summarise(runs: dict[str, list[dict]]) -> dict:
     out = {}
     for mode, items in runs.items():
-        row = {}
-        for key in METRICS + ("time_ratio",):
-            values = [r[key] for r in items]
-            row[key] = {"mean": statistics.fmean(values),
-                        "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
-        out[mode] = row
+        out[mode] = {key: spread([r[key] for r in items]) for key in METRICS + ("time_ratio",)}
     return out
 
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import multiprocessing
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +36,9 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
 from framework.config import load_config, to_plain  # noqa: E402
-from framework.errors import UserError  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
 from framework.methods import get_method, load_module, schema_for  # noqa: E402
-from framework.runs import newest_checkpoint  # noqa: E402
+from benchmarks.common import spread, train_run  # noqa: E402
 
 CONFIGS = [str(ROOT / "configs/raft/quick.yaml"), str(ROOT / "benchmarks/raft.yaml")]
 # variant -> refinement settings on top of the config's adaptation section (None: no refinement)
@@ -55,18 +55,7 @@ VARIANTS = {
 
 # --------------------------------------------------------------------------- gain
 def train_source(work: Path, overrides: list[str], reuse: bool) -> Path:
-    cfg = load_config(CONFIGS, ["run_name=source", f"output_dir={work}"] + overrides, schema_for)
-    if reuse:
-        try:
-            return newest_checkpoint(cfg)
-        except UserError:
-            pass
-    args = [sys.executable, str(ROOT / "train.py")] + sum((["--config", c] for c in CONFIGS), [])
-    args += ["run_name=source", f"output_dir={work}", "logger.kinds=[]", "pictures.enabled=false",
-             "trainer.enable_progress_bar=false"] + overrides
-    env = {k: v for k, v in os.environ.items() if k != "MOTION_ADAPT_RUN_DIR"}
-    subprocess.run(args, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    return newest_checkpoint(cfg)
+    return train_run(CONFIGS, "source", work, overrides, reuse)
 
 
 def evaluate(seed: int, ckpt: Path, refinement: dict | None, overrides: list[str]) -> dict:
@@ -114,8 +103,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
                 for r, b in zip(items, base)]
             shares = [rep["label_share"] for r in items for rep in r["reports"] if "label_share" in rep]
             row["label_share_pct"] = [100 * statistics.fmean(shares)] if shares else []
-        out[variant] = {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-                            "values": v} for k, v in row.items() if v}
+        out[variant] = {k: spread(v) for k, v in row.items() if v}
     return out
 
 
@@ -145,25 +133,29 @@ def gain(args) -> int:
     ckpt = Path(args.ckpt) if args.ckpt else train_source(work, args.overrides, args.reuse)
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     plain = []
-    for seed in args.seeds:
-        base = None
-        for variant in ["before"] + [v for v in args.variants if v != "before"]:
-            result = evaluate(seed, ckpt, VARIANTS[variant], args.overrides)
-            if variant == "before":
-                base = result
-                plain.append(result["seconds"] / result["videos"])
-            result["time_ratio"] = result["seconds"] / base["seconds"]
-            if variant in runs:
-                runs[variant].append(result)
+    order = ["before"] + [v for v in args.variants if v != "before"]
+    jobs = [(seed, variant) for seed in args.seeds for variant in order]
+    # one torch thread per job; --jobs N runs N of them side by side (times then share the machine)
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {job: pool.submit(evaluate, job[0], ckpt, VARIANTS[job[1]], args.overrides) for job in jobs}
+        for seed, variant in jobs:
+            result = futures[(seed, variant)].result()
             print(f"seed {seed} {variant:>20}: EPE {result['metrics']['epe']:.3f}, 1px {result['metrics']['1px']:.1f}, "
                   f"{result['seconds']:.1f} s", flush=True)
+            if variant == "before":
+                plain.append(result["seconds"] / result["videos"])
+            result["time_ratio"] = result["seconds"] / futures[(seed, "before")].result()["seconds"]
+            if variant in runs:
+                runs[variant].append(result)
     summary = summarise(runs)
     cfg = load_config(CONFIGS, args.overrides, schema_for)
     a = cfg.adaptation
     meta = {"seeds": len(args.seeds), "command": " ".join(["python", "benchmarks/raft.py"] + sys.argv[1:]),
             "checkpoint": str(ckpt), "device": "CPU", "plain_ms_per_video": 1000 * statistics.fmean(plain),
-            "settings": f"RAFT-small trained on {cfg.data.train_videos} source videos for {cfg.trainer.max_epochs} "
-                        f"epochs; {cfg.data.test_videos} target videos of {cfg.data.target.synthetic.frames} frames "
+            "settings": (f"checkpoint {ckpt}" if args.ckpt else
+                         f"RAFT-small trained on {cfg.data.train_videos} source videos for {cfg.trainer.max_epochs} "
+                         f"epochs") + f"; {cfg.data.test_videos} target videos of {cfg.data.target.synthetic.frames} frames "
                         f"per seed; refinement {a.steps} steps, batch {a.batch_size}, lr {a.lr}, stride {a.stride}, "
                         f"alpha1 {a.alpha1}, alpha2 {a.alpha2}, colour threshold {a.colour_threshold}"}
     results = Path(args.results)
@@ -262,6 +254,7 @@ def main() -> int:
     g.add_argument("--ckpt", help="a trained RAFT checkpoint to use instead of training one")
     g.add_argument("--reuse", action="store_true", help="use the source model a previous run trained in --work")
     g.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    g.add_argument("--jobs", type=int, default=1, help="evaluations run side by side, one thread each")
     g.add_argument("overrides", nargs="*", help="config overrides for training and testing")
     s = sub.add_parser("speed", help="RAFT speed and correlation memory")
     s.add_argument("--size", type=int, nargs=2, default=[368, 496], help="frame for the timings")

@@ -175,7 +175,7 @@ class Recording(FlowRefinement):
         return losses
 
 
-def run_refinement(mode: str, **overrides):
+def run_refinement(mode: str, precision: str = "32-true", **overrides):
     module = tiny_raft()
     original = {n: p.detach().clone() for n, p in module.net.named_parameters()}
     # a random network's flows fail the checks everywhere: keep every teacher pixel as a label
@@ -184,7 +184,7 @@ def run_refinement(mode: str, **overrides):
     callback = Recording(cfg)
     callback.starts, callback.ends = [], []
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                         enable_model_summary=False, callbacks=[callback])
+                         enable_model_summary=False, callbacks=[callback], precision=precision)
     trainer.test(module, datamodule=tiny_target(), verbose=False)
     return module, original, callback
 
@@ -207,6 +207,12 @@ def test_per_video_mode_resets_to_the_pretrained_weights_before_each_video():
 def test_online_mode_carries_the_weights_from_video_to_video():
     _, original, callback = run_refinement("online")
     assert same(callback.starts[1], callback.ends[0]) and not same(callback.starts[1], original)
+
+
+def test_refinement_runs_under_bf16_mixed_precision():
+    _, original, callback = run_refinement("per_video", precision="bf16-mixed")
+    assert not same(callback.ends[0], original)
+    assert all(np.isfinite(v["last_loss"]) for v in callback.summary()["videos"])
 
 
 def test_a_video_without_pseudo_labels_is_left_as_it_is():
