@@ -189,7 +189,9 @@ def flow_metric_collection(style: str = "sintel", prefix: str = "", **kwargs) ->
         metrics = {"epe": EPE(reduction="images", **kwargs), "fl_all": FlAll(**kwargs)}
     else:
         raise UserError(f"flow_metric_collection: style must be 'sintel' or 'kitti', got {style!r}")
-    return MetricCollection(metrics, prefix=prefix)
+    # compute groups off: torchmetrics would merge members whose first-batch states coincide (e.g. a
+    # batch where every pixel is an outlier at 1, 3 and 5 px) and report one value for all of them after
+    return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 
 class _LabelFreeMetric(_FlowMetric):
@@ -234,7 +236,7 @@ class PhotometricError(_LabelFreeMetric):
 def unsupervised_flow_metric_collection(prefix: str = "") -> MetricCollection:
     """What can be measured on footage without ground truth: fb_consistent (%) and photometric error."""
     return MetricCollection({"fb_consistent": ForwardBackwardConsistency(), "photometric": PhotometricError()},
-                            prefix=prefix)
+                            prefix=prefix, compute_groups=False)
 
 
 def per_video(values: torch.Tensor, index: torch.Tensor, video_of_index: Any,

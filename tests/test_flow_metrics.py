@@ -122,3 +122,13 @@ def test_bad_inputs_name_the_shape():
         m.update(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, 2), torch.ones(1, 3, 2), torch.tensor([0]))
     with pytest.raises(UserError, match="reduction"):
         EPE(reduction="mean")
+
+
+def test_accuracies_stay_apart_when_the_first_batch_makes_them_equal():
+    # torchmetrics' compute groups would merge 1/3/5 px after a first batch where all three agree
+    metrics = flow_metric_collection("sintel")
+    gt = torch.zeros(1, 2, 4, 4)
+    metrics.update(gt + 10, gt, None, torch.tensor([0]))  # an outlier at every threshold
+    metrics.update(gt + 2, gt, None, torch.tensor([1]))  # within 3 and 5 px, not 1 px
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    assert values["1px"] == 0.0 and values["3px"] == 50.0 and values["5px"] == 50.0
