@@ -11,7 +11,7 @@ colour jitter since it would break colour constancy itself.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -133,24 +133,8 @@ def _hwc(t: torch.Tensor) -> np.ndarray:
 
 
 class FlowRefinement(VideoRefinement):
-    def __init__(self, cfg: FlowRefinementConfig | dict):
-        cfg = cfg if isinstance(cfg, FlowRefinementConfig) else FlowRefinementConfig(**cfg)
-        validate_flow_refinement_config(cfg)
-        super().__init__(cfg)
-        self.label_pictures: list[np.ndarray] = []
-
-    def settings(self) -> dict:
-        return asdict(self.cfg)
-
-    def on_test_start(self, trainer: pl.Trainer, pl_module) -> None:
-        super().on_test_start(trainer, pl_module)
-        self.label_pictures = []
-
-    def video_ids(self, batch: dict) -> torch.Tensor:
-        if "video" not in batch:
-            raise UserError("flow refinement works per video, but the test batches carry no 'video' key; use "
-                            "Sintel, the synthetic videos or footage as data.target")
-        return batch["video"]
+    config_class = FlowRefinementConfig
+    validate = staticmethod(validate_flow_refinement_config)
 
     # ------------------------------------------------------------------ labels
     def _frames(self, trainer: pl.Trainer, video: int) -> list[torch.Tensor]:
@@ -171,7 +155,7 @@ class FlowRefinement(VideoRefinement):
                 outs.append(self.teacher_predict(pl_module, batch, task="flow")["flow"].float())
         return torch.cat(outs)
 
-    def training_set(self, trainer: pl.Trainer, pl_module, video: int) -> FlowLabels:
+    def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> FlowLabels:
         c = self.cfg
         frames = self._frames(trainer, video)
         starts = list(range(0, len(frames) - 1, c.stride))
@@ -206,12 +190,6 @@ class FlowRefinement(VideoRefinement):
         panels = [put_label(fit_height(frame, size), "frame 1"), put_label(fit_height(colour, size), "teacher flow"),
                   put_label(fit_height(labels, size), f"pseudo-labels {100 * share:.0f}%")]
         return np.ascontiguousarray(np.concatenate(panels, axis=1))
-
-    def on_test_end(self, trainer: pl.Trainer, pl_module) -> None:
-        if self.active and self.label_pictures:
-            from framework.images import log_images
-            log_images(trainer, "pictures/pseudo_labels", self.label_pictures)
-        super().on_test_end(trainer, pl_module)
 
     # -------------------------------------------------------------------- loss
     def loss(self, pl_module, batch: dict) -> torch.Tensor:

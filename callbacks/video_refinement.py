@@ -17,8 +17,9 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.func import functional_call
@@ -89,11 +90,19 @@ class TrainingSet:
 
 
 class VideoRefinement(AdaptationCallback):
-    def __init__(self, cfg: FineTuneConfig):
+    """A subclass names its config dataclass and validator; the config may come as a plain dict."""
+
+    config_class: type = FineTuneConfig
+    validate: Callable[[Any], None] = staticmethod(validate_finetune_config)
+
+    def __init__(self, cfg: Any):
         super().__init__()
+        cfg = cfg if isinstance(cfg, self.config_class) else self.config_class(**cfg)
         validate_finetune_config(cfg)
+        self.validate(cfg)
         self.cfg = cfg
         self.reports: list[dict[str, Any]] = []
+        self.label_pictures: list[np.ndarray] = []  # logged as pictures/pseudo_labels at test end
 
     def settings(self) -> dict:
         return asdict(self.cfg)
@@ -103,13 +112,19 @@ class VideoRefinement(AdaptationCallback):
         return {"videos": list(self.reports)}
 
     # ------------------------------------------------------------ method specific
-    @abstractmethod
     def video_ids(self, batch: dict) -> torch.Tensor:
         """(B,) int64 id of the video each row of a test batch belongs to."""
+        if "video" not in batch:
+            raise UserError("refinement works per video, but the test batches carry no 'video' key; use a "
+                            "dataset made of videos (the synthetic videos, a real video dataset or footage) "
+                            "as data.target")
+        return batch["video"]
 
     @abstractmethod
-    def training_set(self, trainer: pl.Trainer, pl_module, video: int) -> TrainingSet:
-        """Read the video from the test data and make its (pseudo-labelled) training set."""
+    def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> TrainingSet:
+        """Make the video's (pseudo-labelled) training set. ``rows`` are the rows of the current
+        test batch that belong to the video: the whole video where an item is a video (tracking),
+        only some of its pairs where an item is a frame pair (flow reads the rest from the data)."""
 
     @abstractmethod
     def loss(self, pl_module, batch: dict) -> torch.Tensor:
@@ -123,6 +138,13 @@ class VideoRefinement(AdaptationCallback):
         self.current: Optional[int] = None
         self.refined_videos = 0
         self.reports = []
+        self.label_pictures = []
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if self.active and self.label_pictures:
+            from framework.images import log_images
+            log_images(trainer, "pictures/pseudo_labels", self.label_pictures)
+        super().on_test_end(trainer, pl_module)
 
     def teacher_predict(self, pl_module, batch: dict, task: str = "predict") -> dict:
         """``pl_module(batch, task)`` with the pre-trained weights, whatever the current weights are."""
@@ -140,21 +162,22 @@ class VideoRefinement(AdaptationCallback):
             while stop < size and int(videos[stop]) == int(videos[start]):
                 stop += 1
             video = int(videos[start])
+            rows = slice_batch(batch, start, stop)
             if video != self.current:
-                self.refine(trainer, pl_module, video)
+                self.refine(trainer, pl_module, video, rows)
             with torch.no_grad(), autocast(trainer):
-                outputs.append(pl_module.predict(slice_batch(batch, start, stop)))
+                outputs.append(pl_module.predict(rows))
             start = stop
         batch[ADAPTED_OUTPUTS] = cat_outputs(outputs)
 
     # ---------------------------------------------------------------- refinement
-    def refine(self, trainer: pl.Trainer, pl_module, video: int) -> None:
+    def refine(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> None:
         c = self.cfg
         began = time.perf_counter()
         if c.mode == "per_video":
             self.restore(pl_module)
         with grad_enabled():
-            data = self.training_set(trainer, pl_module, video)
+            data = self.training_set(trainer, pl_module, video, rows)
             label_seconds = time.perf_counter() - began
             losses = [] if data.empty else self.finetune(trainer, pl_module, data)
         self.current = video

@@ -14,7 +14,7 @@ hands the epoch along with the index, so it holds in worker processes and across
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from datamodules.flow_augment import FlowAugmentor, SparseFlowAugmentor
 from datamodules.readers.flow_datasets import (DENSE_VALID_LIMIT, FlyingChairs, FlyingThings3D, Kitti2015,
                                                MpiSintel)
 from datamodules.readers.footage import UserFootage
-from datamodules.sampling import EpochSeededSampler
+from datamodules.sampling import EpochSeededSampler, EpochTaggedSampler
 from datamodules.synthetic.flow_scenes import (SyntheticFlowDomain, SyntheticFlowPairs, flow_source_domain,
                                                flow_target_domain, validate_domain)
 from framework.errors import UserError
@@ -81,14 +81,6 @@ _SPLITS = {
     "things": {"train": "TRAIN", "val": "TEST", "test": "TEST"},
     "kitti": {"train": "training", "val": "training", "test": "training"},
 }
-class EpochTaggedSampler(EpochSeededSampler):
-    """An EpochSeededSampler that yields ``(epoch, index)``, for datasets that augment per epoch."""
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        return iter([(epoch, i) for i in self.permutation().tolist()])
-
-
 class AugmentedFlowPairs(Dataset):
     """Applies a flow augmentor to another flow-pair dataset. Keys are ``index`` or ``(epoch, index)``;
     the augmentation of ``(e, i)`` draws from ``default_rng((seed, e, i))``."""

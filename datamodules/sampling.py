@@ -42,3 +42,11 @@ class EpochSeededSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.length
+
+
+class EpochTaggedSampler(EpochSeededSampler):
+    """An EpochSeededSampler that yields ``(epoch, index)``, for datasets that augment per epoch."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return iter([(epoch, i) for i in self.permutation().tolist()])

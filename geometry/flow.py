@@ -59,6 +59,19 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor
     return warped.to(image.dtype) if image.is_floating_point() else warped, in_bounds
 
 
+def sample_points(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear values of ``image`` (B, C, H, W) at pixel points ``xy`` (B, N, 2) -> (B, N, C);
+    pixel centres sit at integer coordinates, points outside take the nearest border value."""
+    if image.dim() != 4 or xy.dim() != 3 or xy.shape[-1] != 2 or xy.shape[0] != image.shape[0]:
+        raise UserError(f"sample_points: expected image (B, C, H, W) and points (B, N, 2), got "
+                        f"{tuple(image.shape)} and {tuple(xy.shape)}")
+    h, w = image.shape[-2:]
+    grid = torch.stack((2 * xy[..., 0] / max(w - 1, 1) - 1, 2 * xy[..., 1] / max(h - 1, 1) - 1), dim=-1)
+    values = F.grid_sample(image.to(xy.dtype), grid[:, :, None], mode="bilinear", padding_mode="border",
+                           align_corners=True)
+    return values[..., 0].transpose(1, 2)
+
+
 def forward_backward_consistency(flow_fw: torch.Tensor, flow_bw: torch.Tensor,
                                  alpha1: float = 0.01, alpha2: float = 0.5, form: str = "squared") -> torch.Tensor:
     """Bool (B, H, W) mask of cycle-consistent pixels.

@@ -9,6 +9,7 @@ import torch
 
 from framework.errors import UserError
 from lightning_modules.base import MethodModule
+from lightning_modules.optimisation import AdamWOneCycle
 from lightning_modules.raft_losses import sequence_loss, unsupervised_sequence_loss
 from metrics.flow import epe_sums, flow_metric_collection, unsupervised_flow_metric_collection
 from nets.raft import RAFT, InputPadder
@@ -37,7 +38,7 @@ class RAFTModelConfig:
     pretrained: Optional[str] = None
 
 
-class RAFTModule(MethodModule):
+class RAFTModule(AdamWOneCycle, MethodModule):
     method = "raft"
 
     def __init__(self, method: str, model: dict, **extra):
@@ -125,27 +126,6 @@ class RAFTModule(MethodModule):
                                           edge_weight)
 
     # ----------------------------------------------------------------- training
-    def configure_optimizers(self):
-        c = self.cfg
-        optimizer = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay, eps=c.eps)
-        steps = c.total_steps
-        if steps is None:
-            steps = int(self.trainer.estimated_stepping_batches)
-            if steps <= 0 or steps == float("inf"):
-                raise UserError("model.total_steps: set it (or trainer.max_epochs / max_steps) so the "
-                                "OneCycle schedule knows its length")
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=c.lr, total_steps=int(steps) + 100, pct_start=c.pct_start,
-            cycle_momentum=False, anneal_strategy="linear")
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        # the trainer's own setting wins where given; the model config's grad_clip otherwise
-        value = gradient_clip_val if gradient_clip_val is not None else self.cfg.grad_clip
-        if value:
-            self.clip_gradients(optimizer, gradient_clip_val=value,
-                                gradient_clip_algorithm=gradient_clip_algorithm or "norm")
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self.check_batch(batch)
         self._check_size(batch["image1"])

@@ -71,7 +71,7 @@ class UserFootage(Dataset):
         self.size = (int(size[0]), int(size[1]))
         if min(self.size) < self.min_size:
             raise UserError(f"{where}: frames are {self.size[1]} x {self.size[0]} (W x H)"
-                            f"{' after resize' if self.resize else ''}; RAFT needs at least {self.min_size} px on "
+                            f"{' after resize' if self.resize else ''}; the model needs at least {self.min_size} px on "
                             f"each side (set resize to enlarge them)")
 
     # ---- construction -------------------------------------------------------------
