@@ -224,6 +224,24 @@ class _Layer:
         dx, dy = x - centre[0], y - centre[1]
         return (c * dx + s * dy) / scale, (-s * dx + c * dy) / scale
 
+    def to_image(self, t: float, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The layer's own coordinates -> image points at time t (c + s R p)."""
+        centre, angle, scale = self.pose(t)
+        c, s = math.cos(angle), math.sin(angle)
+        return centre[0] + scale * (c * px - s * py), centre[1] + scale * (s * px + c * py)
+
+    @property
+    def reach(self) -> float:
+        """Local radius of a disc holding the whole shape (pixels beyond it need no inside test);
+        derived on demand, so a shape edited after construction stays right."""
+        if self.kind == "ellipse":
+            return float(self.half.max())
+        if self.kind == "rectangle":
+            return math.hypot(*self.half)
+        if self.kind == "polygon":
+            return float(np.hypot(self.vertices[:, 0], self.vertices[:, 1]).max())
+        return math.inf
+
     def inside(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         if self.kind == "plane":
             return np.ones(px.shape, dtype=bool)
@@ -278,6 +296,8 @@ class SyntheticFlowVideos(Dataset):
     frame or one flow without rendering the rest.
     """
 
+    scene_type = _Scene  # subclasses add layers (e.g. the tracking videos' occluders)
+
     def __init__(self, domain: Any = None, num_videos: int = 16, seed: int = 0, key: str = "synthetic") -> None:
         self.domain = as_domain(flow_source_domain() if domain is None else domain)
         validate_domain(self.domain, key)
@@ -289,6 +309,7 @@ class SyntheticFlowVideos(Dataset):
         self.seed = int(seed)
         d = self.domain
         ys, xs = np.mgrid[0:d.height, 0:d.width].astype(np.float64)
+        self._grid_x, self._grid_y = xs, ys
         self._xs, self._ys = xs.ravel(), ys.ravel()
         fade = 1.0 - np.arange(d.height) / max(d.height - 1, 1)  # haze thickest at the top (far away)
         self._fog_profile = (0.6 + 0.4 * fade)[:, None, None]
@@ -305,7 +326,7 @@ class SyntheticFlowVideos(Dataset):
         if not 0 <= video < self.num_videos:
             raise IndexError(f"video {video} out of range for {self.num_videos} videos")
         if self._cache is None or self._cache[0] != video:
-            self._cache = (video, _Scene(self.domain, self.seed, video))
+            self._cache = (video, self.scene_type(self.domain, self.seed, video))
         return self._cache[1]
 
     def _labels(self, scene: _Scene, t: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -315,13 +336,39 @@ class SyntheticFlowVideos(Dataset):
             label[layer.inside(*layer.to_local(t, x, y))] = k
         return label
 
+    def _label_grid(self, scene: _Scene, t: float) -> np.ndarray:
+        """``_labels`` of every pixel (flattened), testing each shape only inside its bounding box
+        so that crowds of small shapes stay cheap."""
+        d = self.domain
+        label = np.zeros((d.height, d.width), dtype=np.int64)
+        for k, layer in enumerate(scene.layers[1:], start=1):
+            centre, _, scale = layer.pose(t)
+            r = layer.reach * scale + 1.0  # a pixel of margin against round-off
+            if math.isinf(r):
+                x0, x1, y0, y1 = 0, d.width, 0, d.height
+            else:
+                x0, x1 = max(0, math.floor(centre[0] - r)), min(d.width, math.ceil(centre[0] + r) + 1)
+                y0, y1 = max(0, math.floor(centre[1] - r)), min(d.height, math.ceil(centre[1] + r) + 1)
+            if x0 >= x1 or y0 >= y1:
+                continue
+            px, py = layer.to_local(t, self._grid_x[y0:y1, x0:x1].ravel(), self._grid_y[y0:y1, x0:x1].ravel())
+            box = label[y0:y1, x0:x1]
+            box[layer.inside(px, py).reshape(box.shape)] = k
+        return label.ravel()
+
+    @staticmethod
+    def _groups(label: np.ndarray):
+        """(layer, indices of its points in increasing order) for every layer present."""
+        order = np.argsort(label, kind="stable")
+        ends = np.cumsum(np.bincount(label))
+        for k in np.flatnonzero(np.diff(ends, prepend=0)):
+            yield int(k), order[ends[k - 1] if k else 0:ends[k]]
+
     def _render(self, scene: _Scene, t: float) -> np.ndarray:
         """Sharp (H*W, 3) picture at time t by inverse mapping every pixel into its layer."""
         x, y = self._xs, self._ys
-        label = self._labels(scene, t, x, y)
         out = np.empty((x.size, 3))
-        for k in np.unique(label):
-            sel = label == k
+        for k, sel in self._groups(self._label_grid(scene, t)):
             layer = scene.layers[k]
             out[sel] = layer.texture(*layer.to_local(t, x[sel], y[sel]))
         return out
@@ -353,10 +400,9 @@ class SyntheticFlowVideos(Dataset):
             raise IndexError(f"pair {t} out of range for videos of {d.frames} frames")
         scene = self.scene(video)
         x, y = self._xs, self._ys
-        label = self._labels(scene, float(t), x, y)
+        label = self._label_grid(scene, float(t))
         tx, ty = np.empty_like(x), np.empty_like(y)
-        for k in np.unique(label):
-            sel = label == k
+        for k, sel in self._groups(label):
             c0, a0, s0 = scene.layers[k].pose(float(t))
             c1, a1, s1 = scene.layers[k].pose(float(t + 1))
             c, s, r = math.cos(a1 - a0), math.sin(a1 - a0), s1 / s0
