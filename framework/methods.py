@@ -79,7 +79,39 @@ def _raft() -> MethodSpec:
     )
 
 
-REGISTRY: dict[str, Callable[[], MethodSpec]] = {"iso": _iso, "raft": _raft}
+def _pips_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:
+    """Footage has no ground truth: the refined tracks (npz) and an overlay video are the result."""
+    if cfg.data.target.kind != "footage":
+        return None
+    from callbacks.track_writer import TrackWriter
+    return TrackWriter(run_dir / "tracks")
+
+
+def _pips() -> MethodSpec:
+    from callbacks.track_pictures import TrackPictures
+    from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig
+    from datamodules.point_tracking import TrackDataConfig, PointTrackingDataModule
+    from lightning_modules.pips import PIPsModelConfig, PIPsModule
+
+    @dataclass
+    class PIPsConfig(RunConfig):
+        method: str = "pips"
+        data: TrackDataConfig = field(default_factory=TrackDataConfig)
+        model: PIPsModelConfig = field(default_factory=PIPsModelConfig)
+        adaptation: TrackRefinementConfig = field(default_factory=TrackRefinementConfig)
+
+    return MethodSpec(
+        name="pips",
+        schema=PIPsConfig,
+        module=PIPsModule,
+        datamodule=lambda cfg, domain: PointTrackingDataModule(cfg.data, test_domain=domain),
+        adaptation=lambda cfg: TrackRefinement(TrackRefinementConfig(**to_plain(cfg.adaptation))),
+        pictures=lambda cfg: TrackPictures(cfg.pictures.num_samples, cfg.pictures.size),
+        writer=_pips_writer,
+    )
+
+
+REGISTRY: dict[str, Callable[[], MethodSpec]] = {"iso": _iso, "raft": _raft, "pips": _pips}
 
 
 def get_method(name: str) -> MethodSpec:

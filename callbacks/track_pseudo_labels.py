@@ -1,0 +1,119 @@
+"""Pseudo-labelled tracks for PIPs refinement ("Refining Pre-Trained Motion Models", tracking part).
+
+The frozen teacher tracks query points forward through an S-frame clip, then tracks the
+time-reversed clip from its own last-frame estimate; a track is a label only when the two agree
+within ``tau`` pixels at every frame (and stay inside the frame). Queries are a grid on the clip's
+first frame, densified by square windows of queries around seeds that passed (the authors' dense
+windows: a consistent point vouches for its neighbourhood, which is tracked and checked in turn).
+Re-balancing: fast tracks (mean speed above ``min_speed`` px / frame) fail the check more often,
+so each group of ``group_size`` tracks draws a ``fast_share`` of them whenever a clip has any;
+static, easy tracks would otherwise make up almost every group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from framework.errors import UserError
+from geometry.tracks import cycle_errors, grid_points, inside_frame, mean_speed, window_points
+
+
+SELECTIONS = ("cycle", "random")
+
+
+@dataclass
+class TrackLabelConfig:
+    tau: float = 1.5  # px at any frame (the authors: 1.5 at 768x1280 CroHD, 3 at 256x448 Horse30)
+    clip_stride: int = 8  # frames between the starts of labelled clips
+    grid_spacing: int = 16  # px between seed queries on a clip's first frame
+    dense_window: int = 24  # px side of the window of queries around a kept seed (0: no densifying)
+    dense_spacing: int = 4  # px between the queries of a window
+    dense_seeds: int = 8  # kept seeds per clip that get a window (the fastest first)
+    margin: int = 2  # px: queries and labelled tracks keep this far from the frame border
+    min_speed: float = 5.0  # px / frame: tracks faster than this on average count as fast
+    fast_share: float = 0.5  # share of each group drawn from fast tracks (when a clip has any)
+    group_size: int = 128  # tracks per training sample (the authors' N)
+    # cycle: the check picks the labels; random: as many teacher tracks as the check keeps, picked at
+    # random (the paper's control: does the check matter, or just fine-tuning on the teacher?)
+    selection: str = "cycle"
+
+
+def validate_track_label_config(c: TrackLabelConfig, key: str = "adaptation") -> None:
+    for name in ("tau", "min_speed"):
+        if not getattr(c, name) >= 0:
+            raise UserError(f"{key}.{name}: must be >= 0, got {getattr(c, name)}")
+    for name in ("clip_stride", "grid_spacing", "dense_spacing", "group_size"):
+        if getattr(c, name) < 1:
+            raise UserError(f"{key}.{name}: must be at least 1, got {getattr(c, name)}")
+    for name in ("dense_window", "dense_seeds", "margin"):
+        if getattr(c, name) < 0:
+            raise UserError(f"{key}.{name}: must be >= 0, got {getattr(c, name)}")
+    if c.selection not in SELECTIONS:
+        raise UserError(f"{key}.selection: must be one of {', '.join(SELECTIONS)}, got {c.selection!r}")
+    if not 0 <= c.fast_share <= 1:
+        raise UserError(f"{key}.fast_share: must lie in [0, 1], got {c.fast_share}")
+
+
+Tracker = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (1, S, 3, H, W), (1, M, 2) -> (1, S, M, 2)
+
+
+def consistent_tracks(track: Tracker, clip: torch.Tensor, queries: torch.Tensor, tau: float,
+                      margin: float, rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Track ``queries`` (M, 2) through ``clip`` (1, S, 3, H, W) forward and back; returns the
+    forward tracks (S, M, 2) and the (M,) mask of those that pass the cycle check. With ``rng``,
+    the mask instead picks as many in-frame tracks at random (the control)."""
+    forward = track(clip, queries[None])
+    backward = track(clip.flip(1), forward[:, -1]).flip(1)
+    h, w = clip.shape[-2:]
+    inside = inside_frame(forward, h, w, margin)[0]
+    keep = (cycle_errors(forward, backward)[0] < tau) & inside
+    if rng is not None:
+        chosen = rng.choice(np.flatnonzero(inside.cpu().numpy()), int(keep.sum()), replace=False)
+        keep = torch.zeros_like(keep)
+        keep[torch.from_numpy(chosen).to(keep.device)] = True
+    return forward[0], keep
+
+
+def clip_labels(track: Tracker, clip: torch.Tensor, cfg: TrackLabelConfig,
+                rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Cycle-consistent teacher tracks (S, K, 2) of one clip, from grid seeds and dense windows
+    around the fastest kept seeds; the rejected tracks (S, R, 2), for pictures; queries made.
+    ``selection="random"`` needs ``rng``."""
+    if cfg.selection == "random" and rng is None:
+        raise UserError("track labels: random selection needs a random generator")
+    rng = rng if cfg.selection == "random" else None
+    h, w = clip.shape[-2:]
+    seeds = grid_points(h, w, cfg.grid_spacing, cfg.margin).to(clip.device)
+    tracks, keep = consistent_tracks(track, clip, seeds, cfg.tau, cfg.margin, rng)
+    kept, rejected, queried = [tracks[:, keep]], [tracks[:, ~keep]], len(seeds)
+    if cfg.dense_window > 0 and cfg.dense_seeds > 0 and bool(keep.any()):
+        speed = mean_speed(tracks[:, keep])
+        chosen = tracks[0, keep][speed.argsort(descending=True)[:cfg.dense_seeds]]
+        dense = window_points(chosen, cfg.dense_window, cfg.dense_spacing, h, w, cfg.margin)
+        if len(dense):
+            more, more_keep = consistent_tracks(track, clip, dense, cfg.tau, cfg.margin, rng)
+            kept.append(more[:, more_keep])
+            rejected.append(more[:, ~more_keep])
+            queried += len(dense)
+    return torch.cat(kept, 1), torch.cat(rejected, 1), queried
+
+
+def draw_group(tracks: torch.Tensor, cfg: TrackLabelConfig, rng: np.random.Generator) -> torch.Tensor:
+    """Indices of ``group_size`` tracks of one clip's labels (S, K, 2): a ``fast_share`` of fast
+    tracks where there are any, the rest from all; with replacement only when K is too small."""
+    k = tracks.shape[1]
+    if k == 0:
+        raise UserError("track labels: a clip without labels cannot give a group")
+    fast = np.flatnonzero((mean_speed(tracks) > cfg.min_speed).cpu().numpy())
+    n_fast = min(len(fast), int(round(cfg.fast_share * cfg.group_size))) if len(fast) else 0
+    picks = [rng.choice(fast, n_fast, replace=False)] if n_fast else []
+    rest = cfg.group_size - n_fast
+    pool = np.setdiff1d(np.arange(k), picks[0]) if picks else np.arange(k)
+    if len(pool) >= rest:
+        picks.append(rng.choice(pool, rest, replace=False))
+    else:
+        picks.append(np.concatenate([pool, rng.choice(k, rest - len(pool), replace=True)]))
+    return torch.from_numpy(np.concatenate(picks).astype(np.int64))

@@ -1,0 +1,147 @@
+"""PIPs refinement on cycle-consistent pseudo-labels ("Refining Pre-Trained Motion Models",
+tracking part) and the self-supervised baselines it is compared with, as one test-time callback.
+
+Per video (a test item is a whole video): S-frame clips start every ``clip_stride`` frames; the
+pre-trained weights (the teacher) label each clip with the tracks that pass the 8-frame cycle
+check (``callbacks/track_pseudo_labels.py``); the network is fine-tuned on groups of those tracks
+with the training loss, visibility term off, under colour jitter and flips (AdamW, cosine
+schedule, batch with gradient accumulation, clipping: the authors' values by default). The
+``photometric`` and ``feature`` objectives instead track a grid of queries and ask the colour
+(or the teacher's feature) under each track to stay that of its query.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from callbacks.adaptation_base import autocast
+from callbacks.track_pseudo_labels import (TrackLabelConfig, clip_labels, draw_group, grid_points,
+                                           validate_track_label_config)
+from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement
+from datamodules.flow_augment import ColorJitter
+from framework.errors import UserError
+
+OBJECTIVES = ("pseudo_labels", "photometric", "feature")
+
+
+@dataclass
+class TrackRefinementConfig(FineTuneConfig, TrackLabelConfig):
+    objective: str = "pseudo_labels"  # pseudo_labels | photometric | feature
+    # the authors' fine-tuning: AdamW 1e-5, wd 1e-4, cosine, batch 1 x 8 accumulated, clip 5
+    steps: int = 3000
+    batch_size: int = 1
+    accumulate: int = 8
+    lr: float = 1e-5
+    schedule: str = "cosine"
+    iters: Optional[int] = None  # PIPs iterations while fine-tuning (None: the model's test_iters)
+    colour_jitter: bool = True
+    h_flip_prob: float = 0.5
+    v_flip_prob: float = 0.1
+    pictures: int = 2  # videos whose kept / rejected labels are drawn in the logger
+
+
+def validate_track_refinement_config(c: TrackRefinementConfig, key: str = "adaptation") -> None:
+    if c.objective not in OBJECTIVES:
+        raise UserError(f"{key}.objective: must be one of {', '.join(OBJECTIVES)}, got {c.objective!r}")
+    validate_track_label_config(c, key)
+    if c.iters is not None and c.iters < 1:
+        raise UserError(f"{key}.iters: must be at least 1, got {c.iters}")
+    for name in ("h_flip_prob", "v_flip_prob"):
+        if not 0 <= getattr(c, name) <= 1:
+            raise UserError(f"{key}.{name}: must lie in [0, 1], got {getattr(c, name)}")
+
+
+class TrackLabels(TrainingSet):
+    """One video's labelled clips: ``clips`` (C, S, 3, H, W) in 0..255 and per clip its tracks
+    (S, K, 2); batches are groups of tracks under colour jitter and flips."""
+
+    def __init__(self, clips: torch.Tensor, tracks: list[torch.Tensor], cfg: TrackRefinementConfig,
+                 seed: tuple[int, ...], stats: dict[str, float]):
+        usable = [i for i, t in enumerate(tracks) if t.shape[1] > 0]
+        self.clips = clips[usable] if usable else clips[:0]
+        self.tracks = [tracks[i] for i in usable]
+        self.cfg, self.seed, self._stats = cfg, seed, stats
+        self.jitter = ColorJitter() if cfg.colour_jitter and cfg.objective == "pseudo_labels" else None
+
+    def stats(self) -> dict[str, float]:
+        return dict(self._stats)
+
+    @property
+    def empty(self) -> bool:
+        return not self.tracks
+
+    def sample(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        c = self.cfg
+        i = int(rng.integers(len(self.tracks)))
+        frames, tracks = self.clips[i], self.tracks[i]
+        tracks = tracks[:, draw_group(tracks, c, rng)]
+        if self.jitter is not None:  # one jitter for the whole clip: colour stays constant along a track
+            s, _, h, w = frames.shape
+            stacked = frames.permute(0, 2, 3, 1).reshape(s * h, w, 3).cpu().numpy()
+            frames = torch.from_numpy(np.ascontiguousarray(self.jitter(stacked, rng), dtype=np.float32))
+            frames = frames.reshape(s, h, w, 3).permute(0, 3, 1, 2).to(tracks.device)
+        h, w = frames.shape[-2:]
+        if rng.random() < c.h_flip_prob:
+            frames = frames.flip(-1)
+            tracks = torch.stack((w - 1 - tracks[..., 0], tracks[..., 1]), -1)
+        if rng.random() < c.v_flip_prob:
+            frames = frames.flip(-2)
+            tracks = torch.stack((tracks[..., 0], h - 1 - tracks[..., 1]), -1)
+        return {"frames": frames, "trajs": tracks}
+
+    def batch(self, step: int, part: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((*self.seed, step, part))
+        samples = [self.sample(rng) for _ in range(self.cfg.batch_size)]
+        frames = torch.stack([s["frames"] for s in samples]).float()
+        trajs = torch.stack([s["trajs"] for s in samples]).float()
+        ones = torch.ones(trajs.shape[:-1], device=trajs.device)
+        return {"frames": frames, "trajs": trajs, "visible": ones, "valid": ones,
+                "weight": torch.ones(trajs.shape[0], trajs.shape[2], device=trajs.device)}
+
+
+class TrackRefinement(VideoRefinement):
+    config_class = TrackRefinementConfig
+    validate = staticmethod(validate_track_refinement_config)
+
+    def _clips(self, frames: torch.Tensor, S: int) -> torch.Tensor:
+        """(T, 3, H, W) -> (C, S, 3, H, W) clips starting every ``clip_stride`` frames."""
+        t = frames.shape[0]
+        if t < S:
+            raise UserError(f"track refinement: a video of {t} frames is shorter than one {S}-frame window")
+        starts = list(range(0, t - S + 1, self.cfg.clip_stride))
+        return torch.stack([frames[s:s + S] for s in starts])
+
+    def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> TrackLabels:
+        c = self.cfg
+        if rows["frames"].shape[0] != 1:
+            raise UserError("track refinement adapts one video at a time: set data.test_batch_size=1")
+        clips = self._clips(rows["frames"][0].float(), pl_module.cfg.S)
+        stats: dict[str, float] = {"clips": float(len(clips))}
+        if c.objective == "pseudo_labels":
+            def track(clip: torch.Tensor, xys: torch.Tensor) -> torch.Tensor:
+                with torch.no_grad(), autocast(trainer):
+                    return self.teacher_predict(pl_module, {"frames": clip, "xys": xys}, task="window")["trajs"].float()
+
+            tracks, queried, kept = [], 0.0, 0.0
+            rng = np.random.default_rng((c.seed, video, 1))  # the random-selection control only
+            for i, clip in enumerate(clips):
+                labels, rejected, count = clip_labels(track, clip[None], c, rng)
+                tracks.append(labels)
+                queried += count
+                kept += labels.shape[1]
+                if i == 0 and len(self.label_pictures) < c.pictures:
+                    from callbacks.track_pictures import label_picture
+                    self.label_pictures.append(label_picture(clip, labels, rejected))
+            stats.update({"queried": queried, "label_tracks": kept, "label_share": kept / max(queried, 1.0)})
+        else:  # the baselines learn from a grid of queries on each clip's first frame
+            h, w = clips.shape[-2:]
+            grid = grid_points(h, w, c.grid_spacing, c.margin).to(clips.device)
+            tracks = [grid[None].expand(clips.shape[1], -1, -1) for _ in range(len(clips))]
+        return TrackLabels(clips, tracks, c, (c.seed, video), stats)
+
+    def loss(self, pl_module, batch: dict) -> torch.Tensor:
+        return pl_module.refinement_loss(batch, self.cfg.objective, iters=self.cfg.iters)
