@@ -1,0 +1,222 @@
+#!/usr/bin/env python
+"""PIPs refinement on the synthetic source -> crowd shift, and PIPs' tracking speed.
+
+``gain``: train one PIPs on the source domain (train.py, configs/pips/quick.yaml +
+benchmarks/pips.yaml), then for every seed track that seed's target videos as trained, after
+pseudo-label refinement, after the photometric and feature-constancy baselines, with randomly
+selected teacher tracks instead of the cycle check (the control), and over a sweep of tau.
+Reports ATE-Vis, ATE-Occ, MTE, delta_avg, survival and average Jaccard (mean and spread over
+seeds), their change against no refinement, the share of videos whose ATE-Vis improved, the label
+share, and the refinement time per video as a ratio to plain tracking of it.
+Results: benchmarks/results/pips_gain.{json,md}.
+
+``speed``: points x frames tracked per second for one 8-frame window and for a chained long
+video, at one frame size, with the authors' network (random weights: speed does not depend on
+them). Results: benchmarks/results/pips_speed.{json,md}.
+
+    python benchmarks/pips.py gain                  # 3 seeds, all variants
+    python benchmarks/pips.py gain --seeds 0 --variants before pseudo_labels adaptation.steps=20
+    python benchmarks/pips.py speed
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.common import spread, train_run  # noqa: E402
+from framework.config import load_config, to_plain  # noqa: E402
+from framework.io import write_json, write_text  # noqa: E402
+from framework.methods import get_method, load_module, schema_for  # noqa: E402
+
+CONFIGS = [str(ROOT / "configs/pips/quick.yaml"), str(ROOT / "benchmarks/pips.yaml")]
+METRICS = ("ate_vis", "ate_occ", "mte", "delta_avg", "survival", "avg_jaccard")
+LOWER_IS_BETTER = {"ate_vis", "ate_occ", "mte"}
+TAUS = (0.5, 1.0, 2.0, 4.0, 8.0)
+# variant -> refinement settings on top of the config's adaptation section (None: no refinement)
+VARIANTS = {
+    "before": None,
+    "pseudo_labels": {},
+    "random_tracks": {"selection": "random"},
+    "photometric": {"objective": "photometric"},
+    "feature": {"objective": "feature"},
+    **{f"tau_{tau:g}": {"tau": tau} for tau in TAUS},
+}
+
+
+# --------------------------------------------------------------------------- gain
+def evaluate(seed: int, ckpt: Path, refinement: dict | None, overrides: list[str]) -> dict:
+    """Target test of one seed's videos: metrics, per-video ATE-Vis, seconds, refinement reports."""
+    from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig
+
+    cfg = load_config(CONFIGS, [f"data.seed={seed}"] + overrides, schema_for)
+    spec = get_method("pips")
+    datamodule = spec.datamodule(cfg, "target")
+    pl.seed_everything(seed, verbose=False)
+    module = load_module(spec, cfg, ckpt)
+    callbacks = []
+    if refinement is not None:
+        settings = {**to_plain(cfg.adaptation), "seed": seed, "pictures": 0, **refinement}
+        callbacks.append(TrackRefinement(TrackRefinementConfig(**settings)))
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+    start = time.perf_counter()
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    seconds = time.perf_counter() - start
+    per_video = module.last_test_per_video["ate_vis"]
+    videos = len(per_video)
+    reports = callbacks[0].summary()["videos"] if callbacks else []
+    return {"metrics": {k.split("/", 1)[1]: float(v) for k, v in metrics.items()},
+            "video_ate_vis": {str(v): float(e) for v, e in per_video.items()},
+            "seconds": seconds, "videos": videos, "reports": reports}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    out = {}
+    base = runs["before"]
+    for variant, items in runs.items():
+        row = {key: [r["metrics"][key] for r in items] for key in METRICS}
+        row["time_ratio"] = [r["time_ratio"] for r in items]
+        if variant != "before":
+            for key in ("ate_vis", "ate_occ"):
+                row[f"{key}_change_pct"] = [100 * (r["metrics"][key] - b["metrics"][key]) / b["metrics"][key]
+                                            for r, b in zip(items, base)]
+            row["improved_videos_pct"] = [
+                100 * statistics.fmean(float(r["video_ate_vis"][v] < b["video_ate_vis"][v]) for v in b["video_ate_vis"])
+                for r, b in zip(items, base)]
+            shares = [rep["label_share"] for r in items for rep in r["reports"] if "label_share" in rep]
+            row["label_share_pct"] = [100 * statistics.fmean(shares)] if shares else []
+        out[variant] = {k: spread(v) for k, v in row.items() if v}
+    return out
+
+
+def gain_markdown(summary: dict, meta: dict) -> str:
+    lines = [f"# PIPs refinement, synthetic source -> crowd ({meta['seeds']} seeds)", "",
+             f"Command: `{meta['command']}`  ", f"Settings: {meta['settings']}", "",
+             "| variant | " + " | ".join(METRICS) + " | ATE-Vis change | ATE-Occ change | videos improved | "
+             "labels | time / video vs plain |", "|---" * (len(METRICS) + 6) + "|"]
+
+    def cell(row: dict, key: str, fmt: str, unit: str = "") -> str:
+        return f"{row[key]['mean']:{fmt}} ± {row[key]['std']:{fmt}}{unit}" if key in row else "-"
+
+    for variant, row in summary.items():
+        lines.append(f"| {variant} | " + " | ".join(cell(row, k, ".2f") for k in METRICS) + " | "
+                     f"{cell(row, 'ate_vis_change_pct', '+.1f', ' %')} | {cell(row, 'ate_occ_change_pct', '+.1f', ' %')} | "
+                     f"{cell(row, 'improved_videos_pct', '.0f', ' %')} | {cell(row, 'label_share_pct', '.1f', ' %')} | "
+                     f"{row['time_ratio']['mean']:.0f}x |")
+    lines += ["", "ATE/MTE in px (lower is better); delta_avg, survival, average Jaccard in % (higher is better). "
+              "Changes and videos improved are against `before` (the source-trained model on the same videos); "
+              "`random_tracks` fine-tunes on as many teacher tracks as the cycle check keeps, picked at random. "
+              f"Times: refinement plus tracking of a video over plain tracking of it, same run (plain: "
+              f"{meta['plain_s_per_video']:.1f} s per video on {meta['device']})."]
+    return "\n".join(lines) + "\n"
+
+
+def gain(args) -> int:
+    work = Path(args.work)
+    ckpt = Path(args.ckpt) if args.ckpt else train_run(CONFIGS, "source", work, args.overrides, args.reuse)
+    order = ["before"] + [v for v in args.variants if v != "before"]
+    jobs = [(seed, variant) for seed in args.seeds for variant in order]
+    runs: dict[str, list[dict]] = {v: [] for v in order}
+    plain = []
+    # one torch thread per job; --jobs N runs N of them side by side (times then share the machine)
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {job: pool.submit(evaluate, job[0], ckpt, VARIANTS[job[1]], args.overrides) for job in jobs}
+        for seed, variant in jobs:
+            result = futures[(seed, variant)].result()
+            print(f"seed {seed} {variant:>14}: " + ", ".join(f"{k} {result['metrics'][k]:.2f}" for k in METRICS)
+                  + f", {result['seconds']:.0f} s", flush=True)
+            if variant == "before":
+                plain.append(result["seconds"] / result["videos"])
+            result["time_ratio"] = result["seconds"] / futures[(seed, "before")].result()["seconds"]
+            runs[variant].append(result)
+    summary = summarise(runs)
+    cfg = load_config(CONFIGS, args.overrides, schema_for)
+    a, t = cfg.adaptation, cfg.data.target.synthetic
+    meta = {"seeds": len(args.seeds), "command": " ".join(["python", "benchmarks/pips.py"] + sys.argv[1:]),
+            "checkpoint": str(ckpt), "device": "CPU", "plain_s_per_video": statistics.fmean(plain),
+            "settings": (f"checkpoint {ckpt}" if args.ckpt else
+                         f"PIPs trained on {cfg.data.train_videos} source videos for {cfg.trainer.max_epochs} epochs")
+                        + f"; {cfg.data.test_videos} target videos of {t.frames} frames, {t.num_points} points per "
+                          f"seed; refinement {a.steps} steps x {a.accumulate} groups of {a.group_size} tracks, "
+                          f"lr {a.lr}, tau {a.tau}, clip stride {a.clip_stride}"}
+    results = Path(args.results)
+    write_json(results / "pips_gain.json", {"meta": meta, "summary": summary, "runs": runs})
+    write_text(results / "pips_gain.md", gain_markdown(summary, meta))
+    print(gain_markdown(summary, meta))
+    return 0
+
+
+# -------------------------------------------------------------------------- speed
+def speed(args) -> int:
+    from nets.pips import PIPs
+    from nets.pips_chain import pips_window_fn, track_long
+
+    torch.manual_seed(0)
+    net = PIPs(stride=4).eval()
+    h, w = args.size
+    rows = []
+    for frames in (8, args.long_frames):
+        rgbs = torch.rand(1, frames, 3, h, w) * 255
+        queries = torch.cat([torch.zeros(1, args.points, 1), torch.rand(1, args.points, 2) * torch.tensor([w - 1, h - 1])], -1)
+        window = pips_window_fn(net, args.iters)
+        track_long(window, rgbs[:, :8], queries)  # warm-up
+        start = time.perf_counter()
+        for _ in range(args.repeats):
+            track_long(window, rgbs, queries)
+        seconds = (time.perf_counter() - start) / args.repeats
+        rows.append({"frames": frames, "points": args.points, "size": [h, w], "seconds": seconds,
+                     "point_frames_per_s": args.points * frames / seconds})
+        print(rows[-1], flush=True)
+    meta = {"command": " ".join(["python", "benchmarks/pips.py"] + sys.argv[1:]), "device": "CPU",
+            "threads": torch.get_num_threads(), "iters": args.iters, "stride": 4}
+    results = Path(args.results)
+    write_json(results / "pips_speed.json", {"meta": meta, "speed": rows})
+    lines = [f"# PIPs tracking speed ({meta['device']}, {meta['threads']} threads, {args.iters} iterations, stride 4)",
+             "", f"Command: `{meta['command']}`", "",
+             "| frames | points | frame size | seconds | points x frames / s |", "|---|---|---|---|---|"]
+    lines += [f"| {r['frames']} | {r['points']} | {r['size'][0]}x{r['size'][1]} | {r['seconds']:.2f} | "
+              f"{r['point_frames_per_s']:.0f} |" for r in rows]
+    lines += ["", "Longer videos are tracked by chaining 8-frame windows; each window re-anchors at the latest "
+              "confidently visible frame, so a video of T frames costs more than T/8 windows. Refinement time per "
+              "video relative to plain tracking is in pips_gain.md."]
+    write_text(results / "pips_speed.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default=str(ROOT / "benchmarks/results"))
+    sub = parser.add_subparsers(dest="part", required=True)
+    g = sub.add_parser("gain", help="refinement gain on the synthetic target videos")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    g.add_argument("--work", default=str(ROOT / "outputs/benchmarks"), help="where the source model goes")
+    g.add_argument("--ckpt", help="a trained PIPs checkpoint to use instead of training one")
+    g.add_argument("--reuse", action="store_true", help="use the source model a previous run trained in --work")
+    g.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    g.add_argument("--jobs", type=int, default=1, help="evaluations run side by side, one thread each")
+    g.add_argument("overrides", nargs="*", help="config overrides for training and testing")
+    s = sub.add_parser("speed", help="tracking throughput")
+    s.add_argument("--size", type=int, nargs=2, default=[256, 256], help="frame size")
+    s.add_argument("--points", type=int, default=256)
+    s.add_argument("--long-frames", type=int, default=48)
+    s.add_argument("--iters", type=int, default=6)
+    s.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    return gain(args) if args.part == "gain" else speed(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
