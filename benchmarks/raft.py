@@ -103,6 +103,9 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
                 for r, b in zip(items, base)]
             shares = [rep["label_share"] for r in items for rep in r["reports"] if "label_share" in rep]
             row["label_share_pct"] = [100 * statistics.fmean(shares)] if shares else []
+            for key in ("label_epe", "teacher_epe"):  # how accurate the kept labels are, against all teacher pixels
+                values = [rep[key] for r in items for rep in r["reports"] if key in rep and rep[key] == rep[key]]
+                row[key] = [statistics.fmean(values)] if values else []
         out[variant] = {k: spread(v) for k, v in row.items() if v}
     return out
 
@@ -110,20 +113,26 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
 def gain_markdown(summary: dict, meta: dict) -> str:
     lines = [f"# RAFT pseudo-label refinement, synthetic clean -> final ({meta['seeds']} seeds)", "",
              f"Command: `{meta['command']}`  ", f"Settings: {meta['settings']}", "",
-             "| variant | EPE (px) | 1px (%) | EPE change | videos improved | pseudo-labels | time / video vs plain |",
-             "|---|---|---|---|---|---|---|"]
+             "| variant | EPE (px) | 1px (%) | EPE change | videos improved | pseudo-labels | label EPE / teacher EPE "
+             "(px) | time / video vs plain |", "|---|---|---|---|---|---|---|---|"]
 
     def cell(row: dict, key: str, fmt: str, unit: str = "") -> str:
         if key not in row:
             return "-"
         return f"{row[key]['mean']:{fmt}} ± {row[key]['std']:{fmt}}{unit}"
 
+    def labels(row: dict) -> str:
+        if "label_epe" not in row:
+            return "-"
+        return f"{row['label_epe']['mean']:.2f} / {row['teacher_epe']['mean']:.2f}"
+
     for variant, row in summary.items():
         lines.append(f"| {variant} | {cell(row, 'epe', '.3f')} | {cell(row, '1px', '.1f')} | "
                      f"{cell(row, 'epe_change_pct', '+.1f', ' %')} | {cell(row, 'improved_videos_pct', '.0f', ' %')} | "
-                     f"{cell(row, 'label_share_pct', '.1f', ' %')} | {row['time_ratio']['mean']:.0f}x |")
+                     f"{cell(row, 'label_share_pct', '.1f', ' %')} | {labels(row)} | {row['time_ratio']['mean']:.0f}x |")
     lines += ["", "EPE change and videos improved are against `before` (the source-trained model on the same "
-              "videos). Times: refinement plus prediction of a video over plain prediction of it, same run "
+              "videos). Label EPE / teacher EPE: the teacher's error on the kept labels and on all pixels of the labelled "
+              "pairs (the synthetic ground truth is read for this report only). Times: refinement plus prediction of a video over plain prediction of it, same run "
               f"(plain: {meta['plain_ms_per_video']:.0f} ms per video on {meta['device']})."]
     return "\n".join(lines) + "\n"
 

@@ -137,14 +137,18 @@ class FlowRefinement(VideoRefinement):
     validate = staticmethod(validate_flow_refinement_config)
 
     # ------------------------------------------------------------------ labels
-    def _frames(self, trainer: pl.Trainer, video: int) -> list[torch.Tensor]:
+    def _frames(self, trainer: pl.Trainer, video: int) -> tuple[list[torch.Tensor], list[Optional[torch.Tensor]]]:
+        """The video's frames, and the ground-truth flow of each pair where the data has it
+        (then the report also says how accurate the labels are; refinement never uses it)."""
         loader = trainer.test_dataloaders
         dataset = (loader[0] if isinstance(loader, (list, tuple)) else loader).dataset
         spans = video_spans(dataset)
         if video not in spans:
             raise UserError(f"flow refinement: video {video} is not in the test data")
         items = [dataset[i] for i in spans[video].indices]
-        return [item["image1"] for item in items] + [items[-1]["image2"]]
+        truth = [item["flow"] if "flow" in item and float(item.get("valid", torch.ones(1)).min()) >= 0.5 else None
+                 for item in items]
+        return [item["image1"] for item in items] + [items[-1]["image2"]], truth
 
     @torch.no_grad()
     def _teacher_flows(self, trainer, pl_module, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -157,7 +161,7 @@ class FlowRefinement(VideoRefinement):
 
     def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> FlowLabels:
         c = self.cfg
-        frames = self._frames(trainer, video)
+        frames, truth = self._frames(trainer, video)
         starts = list(range(0, len(frames) - 1, c.stride))
         device = pl_module.device
         image1 = torch.stack([frames[t] for t in starts]).to(device)
@@ -168,6 +172,10 @@ class FlowRefinement(VideoRefinement):
             bw = self._teacher_flows(trainer, pl_module, image2, image1)
             mask, label_stats = flow_pseudo_labels(image1, image2, fw, bw, c)
             stats.update(label_stats)
+            if all(truth[t] is not None for t in starts):
+                error = torch.linalg.vector_norm(fw - torch.stack([truth[t] for t in starts]).to(device), dim=1)
+                stats["teacher_epe"] = error.mean().item()
+                stats["label_epe"] = error[mask].mean().item() if bool(mask.any()) else float("nan")
             if c.rebalance:
                 weight = rebalance_weights(fw, mask, list(c.rebalance_edges), c.rebalance_max_weight)
             else:

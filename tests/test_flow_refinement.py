@@ -202,6 +202,8 @@ def test_per_video_mode_resets_to_the_pretrained_weights_before_each_video():
     videos = callback.summary()["videos"]
     assert [v["video"] for v in videos] == [0, 1]
     assert all(0 <= v["label_share"] <= 1 and v["pairs"] == 1 for v in videos)  # stride 2 over 2 pairs
+    # the synthetic target has ground truth: the report says how good the teacher and its labels were
+    assert all(np.isfinite(v["teacher_epe"]) and np.isfinite(v["label_epe"]) for v in videos)
 
 
 def test_online_mode_carries_the_weights_from_video_to_video():
