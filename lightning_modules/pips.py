@@ -123,7 +123,7 @@ class PIPsModule(AdamWOneCycle, MethodModule):
         self._check_frames(frames)
         self.net.stride = self.cfg.test_stride
         try:
-            return self.net(xys, pad_to_multiple(frames, self.cfg.test_stride * 8), iters=iters or self.cfg.test_iters)
+            return self.net(xys, pad_to_multiple(frames, self.cfg.test_stride), iters=iters or self.cfg.test_iters)
         finally:
             self.net.stride = self.cfg.stride
 
@@ -136,7 +136,7 @@ class PIPsModule(AdamWOneCycle, MethodModule):
                             f"got {tuple(queries.shape)}")
         self.net.stride = self.cfg.test_stride
         try:
-            padded = pad_to_multiple(frames, self.cfg.test_stride * 8)
+            padded = pad_to_multiple(frames, self.cfg.test_stride)
             return track_long(pips_window_fn(self.net, self.cfg.test_iters), padded, queries.float())
         finally:
             self.net.stride = self.cfg.stride
@@ -164,12 +164,12 @@ class PIPsModule(AdamWOneCycle, MethodModule):
 
         S, shares = self.cfg.S, []
         for b in range(frames.shape[0]):
-            starts = queries[b, :, 0].round().long().clamp(0, max(frames.shape[1] - S, 0))
+            starts = queries[b, :, 0].round().long()
             kept = 0
             for t0 in starts.unique().tolist():
                 sel = starts == t0
                 clip = frames[b:b + 1, t0:t0 + S]
-                if clip.shape[1] < S:  # a video shorter than a window: repeat its last frame, as chaining does
+                if clip.shape[1] < S:  # a window past the video's end: repeat its last frame, as chaining does
                     clip = torch.cat([clip, clip[:, -1:].expand(-1, S - clip.shape[1], -1, -1, -1)], 1)
                 _, keep = consistent_tracks(track, clip, queries[b, sel, 1:], self.cfg.cycle_tau, 0.0)
                 kept += int(keep.sum())
@@ -209,7 +209,7 @@ class PIPsModule(AdamWOneCycle, MethodModule):
         iters = iters or self.cfg.test_iters
         if objective == "pseudo_labels":
             return self.clip_loss(batch, iters, 0.0, self.cfg.test_stride)
-        frames = batch["frames"]
+        frames = pad_to_multiple(batch["frames"], self.cfg.test_stride)
         self._check_frames(frames)
         self.net.stride = self.cfg.test_stride
         try:
@@ -230,7 +230,8 @@ class PIPsModule(AdamWOneCycle, MethodModule):
         self._check_frames(frames)
         self.net.stride = stride
         try:
-            out = self.net(batch["trajs"][:, 0], frames, iters=iters, return_scores=self.cfg.score_weight > 0)
+            out = self.net(batch["trajs"][:, 0], pad_to_multiple(frames, stride), iters=iters,
+                           return_scores=self.cfg.score_weight > 0)
         finally:
             self.net.stride = self.cfg.stride
         total, parts = pips_total_loss(out, batch["trajs"], batch["visible"].float(), batch["valid"].float(),

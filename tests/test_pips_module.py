@@ -240,3 +240,16 @@ def test_overlays_load_over_the_default_config(overlay):
                       schema_for)
     assert cfg.method == "pips" and cfg.data.test_batch_size == 1 and cfg.model.test_stride == 4
     assert cfg.data.target.kind == overlay
+
+
+def test_frames_of_any_size_are_padded_for_the_network():
+    module = tiny_pips().eval()
+    frames = torch.rand(1, 9, 3, 66, 70) * 255  # not a multiple of the stride
+    queries = torch.tensor([[[0.0, 10.0, 20.0], [4.0, 65.0, 60.0]]])
+    with torch.no_grad():
+        out = module.predict({"frames": frames, "queries": queries})
+    assert out["trajs"].shape == (1, 9, 2, 2) and torch.isfinite(out["trajs"]).all()
+    clip = {"frames": frames[:, :8], "trajs": queries[:, None, :, 1:].expand(1, 8, 2, 2).clone(),
+            "visible": torch.ones(1, 8, 2), "valid": torch.ones(1, 8, 2)}
+    assert torch.isfinite(module.refinement_loss(clip, "pseudo_labels")) and torch.isfinite(
+        module.refinement_loss(clip, "photometric"))
