@@ -2,6 +2,7 @@
 previous run's checkpoint when asked) and mean / spread over seeds."""
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -36,3 +37,17 @@ def spread(values: list[float]) -> dict:
     """Mean, sample standard deviation (0 for one value) and the values themselves."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": list(values)}
+
+
+def add_gain_parser(sub, variants: list[str], model: str) -> argparse.ArgumentParser:
+    """The ``gain`` sub-command both refinement benchmarks share (seeds, source model, variants, jobs)."""
+    g = sub.add_parser("gain", help="refinement gain on the synthetic target videos")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    g.add_argument("--work", default=str(ROOT / "outputs/benchmarks"), help="where the source model goes")
+    g.add_argument("--ckpt", help=f"a trained {model} checkpoint to use instead of training one")
+    g.add_argument("--reuse", action="store_true", help="use the source model a previous run trained in --work")
+    g.add_argument("--variants", nargs="+", default=list(variants), choices=list(variants))
+    g.add_argument("--jobs", type=int, default=1, help="evaluations run side by side, one thread each")
+    g.add_argument("overrides", nargs="*", help="config overrides for training and testing (after --)")
+    return g
+

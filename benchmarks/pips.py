@@ -15,7 +15,7 @@ video, at one frame size, with the authors' network (random weights: speed does 
 them). Results: benchmarks/results/pips_speed.{json,md}.
 
     python benchmarks/pips.py gain                  # 3 seeds, all variants
-    python benchmarks/pips.py gain --seeds 0 --variants before pseudo_labels adaptation.steps=20
+    python benchmarks/pips.py gain --seeds 0 --variants before pseudo_labels -- adaptation.steps=20
     python benchmarks/pips.py speed
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import spread, train_run  # noqa: E402
+from benchmarks.common import add_gain_parser, spread, train_run  # noqa: E402
 from framework.config import load_config, to_plain  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
 from framework.methods import get_method, load_module, schema_for  # noqa: E402
@@ -200,14 +200,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results"))
     sub = parser.add_subparsers(dest="part", required=True)
-    g = sub.add_parser("gain", help="refinement gain on the synthetic target videos")
-    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    g.add_argument("--work", default=str(ROOT / "outputs/benchmarks"), help="where the source model goes")
-    g.add_argument("--ckpt", help="a trained PIPs checkpoint to use instead of training one")
-    g.add_argument("--reuse", action="store_true", help="use the source model a previous run trained in --work")
-    g.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    g.add_argument("--jobs", type=int, default=1, help="evaluations run side by side, one thread each")
-    g.add_argument("overrides", nargs="*", help="config overrides for training and testing")
+    add_gain_parser(sub, list(VARIANTS), "PIPs")
     s = sub.add_parser("speed", help="tracking throughput")
     s.add_argument("--size", type=int, nargs=2, default=[256, 256], help="frame size")
     s.add_argument("--points", type=int, default=256)

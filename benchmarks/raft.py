@@ -13,7 +13,7 @@ peak memory of the all-pairs vs on-the-fly correlation at a large frame size (ea
 a fresh process). Results: benchmarks/results/raft_speed.{json,md}.
 
     python benchmarks/raft.py gain                 # 3 seeds
-    python benchmarks/raft.py gain --seeds 0 --variants before pseudo_labels adaptation.steps=20
+    python benchmarks/raft.py gain --seeds 0 --variants before pseudo_labels -- adaptation.steps=20
     python benchmarks/raft.py speed
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from framework.config import load_config, to_plain  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
 from framework.methods import get_method, load_module, schema_for  # noqa: E402
-from benchmarks.common import spread, train_run  # noqa: E402
+from benchmarks.common import add_gain_parser, spread, train_run  # noqa: E402
 
 CONFIGS = [str(ROOT / "configs/raft/quick.yaml"), str(ROOT / "benchmarks/raft.yaml")]
 # variant -> refinement settings on top of the config's adaptation section (None: no refinement)
@@ -257,14 +257,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results"))
     sub = parser.add_subparsers(dest="part", required=True)
-    g = sub.add_parser("gain", help="refinement gain on the synthetic target videos")
-    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    g.add_argument("--work", default=str(ROOT / "outputs/benchmarks"), help="where the source model goes")
-    g.add_argument("--ckpt", help="a trained RAFT checkpoint to use instead of training one")
-    g.add_argument("--reuse", action="store_true", help="use the source model a previous run trained in --work")
-    g.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    g.add_argument("--jobs", type=int, default=1, help="evaluations run side by side, one thread each")
-    g.add_argument("overrides", nargs="*", help="config overrides for training and testing")
+    add_gain_parser(sub, list(VARIANTS), "RAFT")
     s = sub.add_parser("speed", help="RAFT speed and correlation memory")
     s.add_argument("--size", type=int, nargs=2, default=[368, 496], help="frame for the timings")
     s.add_argument("--large-size", type=int, nargs=2, default=[1088, 1920], help="frame for the memory comparison")
