@@ -7,7 +7,9 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any, Optional
 
 from framework.config import load_config
 from framework.errors import UserError
@@ -50,4 +52,34 @@ def add_gain_parser(sub, variants: list[str], model: str) -> argparse.ArgumentPa
     g.add_argument("--jobs", type=int, default=1, help="evaluations run side by side, one thread each")
     g.add_argument("overrides", nargs="*", help="config overrides for training and testing (after --)")
     return g
+
+
+def test_target(method: str, configs: list[str], seed: int, ckpt: Path, refinement: Optional[dict],
+                overrides: list[str]) -> tuple[Any, Any, dict[str, float], float, list[dict]]:
+    """Test ``ckpt`` on one seed's target data, with the method's refinement callback (its config
+    section updated by ``refinement``) or without it (None). Returns the module, the datamodule,
+    the test metrics (stage prefix dropped), the seconds ``trainer.test`` took and the per-video
+    refinement reports."""
+    import pytorch_lightning as pl
+
+    from framework.methods import get_method, load_module
+
+    cfg = load_config(configs, [f"data.seed={seed}"] + overrides, schema_for)
+    spec = get_method(method)
+    datamodule = spec.datamodule(cfg, "target")
+    pl.seed_everything(seed, verbose=False)
+    module = load_module(spec, cfg, ckpt)
+    callbacks = []
+    if refinement is not None:
+        for key, value in {"seed": seed, "pictures": 0, **refinement}.items():
+            cfg.adaptation[key] = value
+        callbacks.append(spec.adaptation(cfg))
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+    datamodule.setup("test")
+    start = time.perf_counter()
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    seconds = time.perf_counter() - start
+    reports = callbacks[0].summary()["videos"] if callbacks else []
+    return module, datamodule, {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}, seconds, reports
 

@@ -31,13 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import add_gain_parser, spread, train_run  # noqa: E402
-from framework.config import load_config, to_plain  # noqa: E402
+from benchmarks.common import add_gain_parser, spread, test_target, train_run  # noqa: E402
+from framework.config import load_config  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
-from framework.methods import get_method, load_module, schema_for  # noqa: E402
+from framework.methods import schema_for  # noqa: E402
 
 CONFIGS = [str(ROOT / "configs/pips/quick.yaml"), str(ROOT / "benchmarks/pips.yaml")]
 METRICS = ("ate_vis", "ate_occ", "mte", "delta_avg", "survival", "avg_jaccard")
@@ -57,28 +56,10 @@ VARIANTS = {
 # --------------------------------------------------------------------------- gain
 def evaluate(seed: int, ckpt: Path, refinement: dict | None, overrides: list[str]) -> dict:
     """Target test of one seed's videos: metrics, per-video ATE-Vis, seconds, refinement reports."""
-    from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig
-
-    cfg = load_config(CONFIGS, [f"data.seed={seed}"] + overrides, schema_for)
-    spec = get_method("pips")
-    datamodule = spec.datamodule(cfg, "target")
-    pl.seed_everything(seed, verbose=False)
-    module = load_module(spec, cfg, ckpt)
-    callbacks = []
-    if refinement is not None:
-        settings = {**to_plain(cfg.adaptation), "seed": seed, "pictures": 0, **refinement}
-        callbacks.append(TrackRefinement(TrackRefinementConfig(**settings)))
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
-    start = time.perf_counter()
-    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    seconds = time.perf_counter() - start
+    module, _, metrics, seconds, reports = test_target("pips", CONFIGS, seed, ckpt, refinement, overrides)
     per_video = module.last_test_per_video["ate_vis"]
-    videos = len(per_video)
-    reports = callbacks[0].summary()["videos"] if callbacks else []
-    return {"metrics": {k.split("/", 1)[1]: float(v) for k, v in metrics.items()},
-            "video_ate_vis": {str(v): float(e) for v, e in per_video.items()},
-            "seconds": seconds, "videos": videos, "reports": reports}
+    return {"metrics": metrics, "video_ate_vis": {str(v): float(e) for v, e in per_video.items()},
+            "seconds": seconds, "videos": len(per_video), "reports": reports}
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:

@@ -32,13 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
-from framework.config import load_config, to_plain  # noqa: E402
+from framework.config import load_config  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
-from framework.methods import get_method, load_module, schema_for  # noqa: E402
-from benchmarks.common import add_gain_parser, spread, train_run  # noqa: E402
+from framework.methods import schema_for  # noqa: E402
+from benchmarks.common import add_gain_parser, spread, test_target, train_run  # noqa: E402
 
 CONFIGS = [str(ROOT / "configs/raft/quick.yaml"), str(ROOT / "benchmarks/raft.yaml")]
 # variant -> refinement settings on top of the config's adaptation section (None: no refinement)
@@ -60,32 +59,14 @@ def train_source(work: Path, overrides: list[str], reuse: bool) -> Path:
 
 def evaluate(seed: int, ckpt: Path, refinement: dict | None, overrides: list[str]) -> dict:
     """Target test of one seed's videos: per-video EPE, overall metrics, seconds, refinement reports."""
-    from callbacks.flow_refinement import FlowRefinement, FlowRefinementConfig
-
-    cfg = load_config(CONFIGS, [f"data.seed={seed}"] + overrides, schema_for)
-    spec = get_method("raft")
-    datamodule = spec.datamodule(cfg, "target")
-    pl.seed_everything(seed, verbose=False)
-    module = load_module(spec, cfg, ckpt)
-    callbacks = []
-    if refinement is not None:
-        settings = {**to_plain(cfg.adaptation), "seed": seed, "pictures": 0, **refinement}
-        callbacks.append(FlowRefinement(FlowRefinementConfig(**settings)))
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
-    datamodule.setup("test")
+    module, datamodule, metrics, seconds, reports = test_target("raft", CONFIGS, seed, ckpt, refinement, overrides)
     dataset = datamodule.domain_dataset("target", "test")
-    start = time.perf_counter()
-    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    seconds = time.perf_counter() - start
     index, epe = module.last_test_samples
     video_of = {i: v for v, span in dataset.videos().items() for i in span.indices}
     per_video: dict[int, list[float]] = {}
     for i, e in zip(index.tolist(), epe.tolist()):
         per_video.setdefault(video_of[i], []).append(e)  # equal-sized frames: the pixel mean is the pair mean
-    reports = callbacks[0].summary()["videos"] if callbacks else []
-    return {"metrics": {k.split("/", 1)[1]: float(v) for k, v in metrics.items()},
-            "video_epe": {str(v): statistics.fmean(e) for v, e in per_video.items()},
+    return {"metrics": metrics, "video_epe": {str(v): statistics.fmean(e) for v, e in per_video.items()},
             "seconds": seconds, "videos": len(per_video), "reports": reports}
 
 

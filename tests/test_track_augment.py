@@ -7,6 +7,7 @@ from datamodules.flow_augment import ColorJitter
 from datamodules.track_augment import (TrackAugmentor, covered, erase_patches, flip, replace_patches, rescale,
                                        trackable)
 from framework.errors import UserError
+from tests.test_track_scenes import _bilinear
 
 S, H, W, N = 6, 72, 96, 300
 
@@ -22,15 +23,6 @@ def _smooth_clip(seed: int = 0) -> np.ndarray:
             f = rng.uniform(0.01, 0.03, 2) * rng.choice([-1, 1], 2)
             frames[s, :, :, c] = 128 + 90 * np.sin(2 * np.pi * (f[0] * xs + f[1] * ys) + rng.uniform(0, 6))
     return frames.astype(np.float32)
-
-
-def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    x, y = np.clip(xy[:, 0], 0, w - 1), np.clip(xy[:, 1], 0, h - 1)
-    x0, y0 = np.minimum(np.floor(x).astype(int), w - 2), np.minimum(np.floor(y).astype(int), h - 2)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    return ((1 - fx) * (1 - fy) * image[y0, x0] + fx * (1 - fy) * image[y0, x0 + 1]
-            + (1 - fx) * fy * image[y0 + 1, x0] + fx * fy * image[y0 + 1, x0 + 1])
 
 
 def _clip_tracks(seed: int = 0):

@@ -11,15 +11,13 @@ from datamodules.synthetic.track_scenes import (SyntheticTrackClips, SyntheticTr
                                                 as_track_domain, track_source_domain, track_target_domain,
                                                 validate_track_domain)
 from framework.errors import UserError
+from geometry.flow import sample_points
 
 
 def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    x, y = np.clip(xy[:, 0], 0, w - 1), np.clip(xy[:, 1], 0, h - 1)
-    x0, y0 = np.minimum(np.floor(x).astype(int), w - 2), np.minimum(np.floor(y).astype(int), h - 2)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    return ((1 - fx) * (1 - fy) * image[y0, x0] + fx * (1 - fy) * image[y0, x0 + 1]
-            + (1 - fx) * fy * image[y0 + 1, x0] + fx * fy * image[y0 + 1, x0 + 1])
+    """Bilinear (N, C) values of an (H, W, C) image at (N, 2) points, via geometry.flow.sample_points."""
+    chw = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float64).transpose(2, 0, 1))[None]
+    return sample_points(chw, torch.from_numpy(np.asarray(xy, dtype=np.float64))[None])[0].numpy()
 
 
 def _same(a: dict, b: dict) -> None:
