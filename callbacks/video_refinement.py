@@ -10,7 +10,9 @@ optimiser and schedule). The teacher is always the pre-trained weights, called f
 the snapshot the base class keeps, so no second copy of the network is needed.
 
 Test loaders must keep each video's pairs together and in order (dataset order does); under DDP
-each rank refines the videos it is handed.
+each rank refines the videos it is handed, and the per-video reports are gathered at the end of
+the test so every rank's summary lists every video once (DistributedSampler's padding repeats a
+video on the last ranks: its first report is kept).
 """
 from __future__ import annotations
 
@@ -89,6 +91,19 @@ class TrainingSet:
         return False
 
 
+def gather_reports(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rank's per-video reports, one per video, in video order (this rank's alone without DDP)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return reports
+    gathered: list[Optional[list[dict]]] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, reports)
+    first: dict[int, dict[str, Any]] = {}
+    for rank_reports in gathered:
+        for report in rank_reports or []:
+            first.setdefault(int(report["video"]), report)
+    return [first[v] for v in sorted(first)]
+
+
 class VideoRefinement(AdaptationCallback):
     """A subclass names its config dataclass and validator; the config may come as a plain dict."""
 
@@ -141,6 +156,8 @@ class VideoRefinement(AdaptationCallback):
         self.label_pictures = []
 
     def on_test_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if self.active:
+            self.reports = gather_reports(self.reports)
         if self.active and self.label_pictures:
             from framework.images import log_images
             log_images(trainer, "pictures/pseudo_labels", self.label_pictures)

@@ -4,7 +4,8 @@ dataset cache, root checks and the loaders.
 A subclass names its config dataclass (``config_class``), validates it (``_validate``)
 and builds one part of one domain (``_build``). Train loaders shuffle with a sampler
 that is a function of (seed, epoch), so a resumed run sees the same order and the
-global RNG is never touched; val/test loaders keep dataset order.
+global RNG is never touched; val/test loaders keep dataset order (under DDP, test loaders
+of video datasets give each rank whole videos).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from datamodules.sampling import EpochSeededSampler
+from datamodules.sampling import EpochSeededSampler, VideoShardSampler
 from framework.errors import UserError
 
 DOMAINS = ("source", "target")
@@ -113,8 +114,22 @@ class SourceTargetDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.domain_dataset("source", "val"), self.cfg.test_batch_size)
 
+    def test_sampler(self, dataset: Dataset) -> Optional[Sampler]:
+        """Under DDP, whole videos per rank where the dataset lists its videos (``videos()``);
+        otherwise Lightning's DistributedSampler (None: dataset order in one process)."""
+        trainer = self.trainer
+        listing = getattr(dataset, "videos", None)
+        if trainer is None or trainer.world_size < 2 or not callable(listing):
+            return None
+        spans = listing()
+        if not spans:
+            return None
+        return VideoShardSampler(dataset, [spans[v].indices for v in sorted(spans)], trainer.world_size,
+                                 trainer.global_rank)
+
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.domain_dataset(self.test_domain, "test"), self.cfg.test_batch_size)
+        dataset = self.domain_dataset(self.test_domain, "test")
+        return self._loader(dataset, self.cfg.test_batch_size, self.test_sampler(dataset))
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

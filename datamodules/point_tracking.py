@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from datamodules.domains import DOMAINS, SourceTargetDataModule, plain
+from datamodules.readers.flow_datasets import VideoSpan
 from datamodules.sampling import EpochSeededSampler, EpochTaggedSampler
 from datamodules.synthetic.track_scenes import (SyntheticTrackClips, SyntheticTrackDomain, SyntheticTrackVideos,
                                                 track_source_domain, track_target_domain, validate_track_domain)
@@ -118,9 +119,10 @@ class TrackVideos(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def videos(self) -> dict[int, str]:
+    def videos(self) -> dict[int, VideoSpan]:
+        """{video: (name, [its one item])}, the protocol of the flow datasets."""
         names = getattr(self.base, "video_of_index", None)
-        return {i: (names[i] if names is not None else str(i)) for i in range(len(self))}
+        return {i: VideoSpan(names[i] if names is not None else str(i), [i]) for i in range(len(self))}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):

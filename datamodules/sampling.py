@@ -2,14 +2,15 @@
 
 A run resumed from a checkpoint at epoch k then sees exactly the sample order an
 uninterrupted run would have seen, and nothing else that draws random numbers
-(augmentation, dropout) can change the order.
+(augmentation, dropout) can change the order. Under DDP, test items are sharded by whole
+videos (``VideoShardSampler``) so that per-video refinement sees each video on one rank.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from framework.errors import UserError
 
@@ -50,3 +51,33 @@ class EpochTaggedSampler(EpochSeededSampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
         return iter([(epoch, i) for i in self.permutation().tolist()])
+
+
+class VideoShardSampler(DistributedSampler):
+    """Test-time DDP sharding by whole videos: each rank gets complete videos, their items in
+    order, instead of DistributedSampler's every-``world``-th item (which would hand one video's
+    frame pairs to every rank, so every rank would refine every video). ``videos`` lists each
+    video's dataset indices in frame order; items of no video are taken one by one. Videos go to
+    the least loaded rank, longest first; ranks may get different numbers of items, none twice."""
+
+    def __init__(self, dataset: Dataset, videos: Sequence[Sequence[int]], num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        groups = [[int(i) for i in v] for v in videos if len(v)]
+        listed = sorted(i for g in groups for i in g)
+        if len(set(listed)) != len(listed) or (listed and not 0 <= listed[0] <= listed[-1] < len(dataset)):
+            raise UserError(f"VideoShardSampler: the videos of {type(dataset).__name__} repeat an item or "
+                            f"name one outside its {len(dataset)} items")
+        rest = sorted(set(range(len(dataset))) - set(listed))
+        groups += [[i] for i in rest]
+        load, owned = [0] * num_replicas, [[] for _ in range(num_replicas)]
+        for g in sorted(groups, key=lambda g: (-len(g), g[0])):
+            least = min(range(num_replicas), key=lambda r: (load[r], r))
+            load[least] += len(g)
+            owned[least].append(g)
+        self.indices = [i for g in sorted(owned[rank], key=lambda g: g[0]) for i in g]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

@@ -1,5 +1,6 @@
 """Real 2-process DDP on the CPU (gloo): one run folder, checkpoints written once, every
-test sample scored exactly once, and adaptation that each rank does alone (no all-reduce)."""
+test sample scored exactly once, adaptation that each rank does alone (no all-reduce), and
+per-video refinement that sees each whole video on one rank."""
 import json
 import math
 
@@ -10,7 +11,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from callbacks.per_instance import PerInstanceAdaptation, PerInstanceAdaptationConfig
-from tests.commands import DDP, METRICS, cli, report, subdirs
+from datamodules.sampling import VideoShardSampler
+from framework.errors import UserError
+from tests.commands import DDP, METRICS, PIPS_QUICK, PIPS_TINY, RAFT_QUICK, RAFT_TINY, cli, report, subdirs
 from tests.tiny import batch_of, tiny_iso
 
 # a fixed view makes the adaptation objective deterministic; vanilla mode makes each instance independent
@@ -93,3 +96,67 @@ def test_adaptation_steps_the_plain_module_never_through_ddp(tmp_path):
         assert moved and moved <= set(sum(module.adaptation_groups().values(), []))
     finally:
         dist.destroy_process_group()
+
+
+def test_video_shards_give_each_rank_whole_videos_in_order():
+    # videos of 3, 1, 2 and 2 items (dataset indices out of order in the dataset), item 8 in no video
+    videos = [[2, 0, 1], [3], [5, 4], [6, 7]]
+    shards = [list(VideoShardSampler(range(9), videos, 2, rank)) for rank in (0, 1)]
+    assert shards == [[2, 0, 1, 3, 8], [5, 4, 6, 7]]  # longest first to the least loaded rank
+    assert sorted(shards[0] + shards[1]) == list(range(9))
+    assert len(VideoShardSampler(range(9), videos, 2, 1)) == 4
+    assert list(VideoShardSampler(range(3), [[0, 1, 2]], 2, 1)) == []  # more ranks than videos: an idle rank
+    with pytest.raises(UserError, match="repeat an item"):
+        VideoShardSampler(range(4), [[0, 1], [1, 2]], 2, 0)
+    with pytest.raises(UserError, match="outside its 4 items"):
+        VideoShardSampler(range(4), [[0, 4]], 2, 0)
+
+
+@pytest.mark.parametrize("method", ["raft", "pips"])
+def test_test_loaders_under_ddp_shard_whole_videos(method):
+    from types import SimpleNamespace
+
+    from datamodules.optical_flow import OpticalFlowDataModule
+    from datamodules.point_tracking import PointTrackingDataModule
+    small = {"height": 64, "width": 72, "frames": 4} if method == "raft" else {"height": 64, "width": 64, "frames": 8}
+    cls = OpticalFlowDataModule if method == "raft" else PointTrackingDataModule
+    dm = cls({"target": {"synthetic": small}, "test_videos": 3}, test_domain="target")
+    dm.setup("test")
+    seen = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        sampler = dm.test_dataloader().sampler
+        assert isinstance(sampler, VideoShardSampler)
+        seen.append([int(dm.domain_dataset("target", "test")[i]["video"]) for i in sampler])
+    per_video = 3 if method == "raft" else 1  # frame pairs or whole videos
+    assert seen == [[0] * per_video + [2] * per_video, [1] * per_video]
+    dm.trainer = SimpleNamespace(world_size=1, global_rank=0)
+    assert not isinstance(dm.test_dataloader().sampler, VideoShardSampler)
+
+
+# the refinement methods, tiny: config, settings, a metric; 3 test videos so that they split unevenly
+VIDEO_METHODS = {"raft": (RAFT_QUICK, RAFT_TINY, "epe"), "pips": (PIPS_QUICK, PIPS_TINY, "ate_vis")}
+
+
+@pytest.mark.parametrize("method", sorted(VIDEO_METHODS))
+def test_ddp_refines_each_video_once_on_one_rank(method, tmp_path):
+    config, tiny, metric = VIDEO_METHODS[method]
+
+    def run(script, out, *extra):
+        return cli(script, tmp_path / out, *extra, "data.test_videos=3", config=config, tiny=tiny)
+
+    train = run("train.py", "train", *DDP)
+    assert subdirs(tmp_path / "train" / method) == ["quick"] and train.stdout.count("run folder:") == 1
+    ckpt = tmp_path / "train" / method / "quick" / "checkpoints" / "best.ckpt"
+    run("adapt.py", "ddp", *DDP, f"ckpt={ckpt}")
+    run("adapt.py", "one", f"ckpt={ckpt}")
+    two, one = report(tmp_path / "ddp" / method / "quick_adapt"), report(tmp_path / "one" / method / "quick_adapt")
+    for stage in ("before", "after"):
+        assert set(two[stage]) == set(one[stage]) and metric in one[stage]
+    for key in one["before"]:
+        assert two["before"][key] == pytest.approx(one["before"][key], rel=1e-5, abs=1e-4), key
+    # one report per video, gathered from both ranks; each video refined on whole, as in one process
+    videos = [v["video"] for v in two["adaptation"]["summary"]["videos"]]
+    assert videos == [v["video"] for v in one["adaptation"]["summary"]["videos"]] == [0, 1, 2]
+    for a, b in zip(two["adaptation"]["summary"]["videos"], one["adaptation"]["summary"]["videos"]):
+        assert a["steps"] == b["steps"] and a.get("labels") == b.get("labels"), (a, b)

@@ -11,19 +11,9 @@ from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig
 from datamodules.point_tracking import PointTrackingDataModule
 from framework.errors import UserError
 from lightning_modules.pips import PIPsModule, constancy_loss, pad_to_multiple
-from tests.commands import cli, report
+from tests.commands import PIPS_QUICK, PIPS_SMALL_DOMAIN as SMALL_DOMAIN, PIPS_TINY, cli, report
 
-PIPS_QUICK = "configs/pips/quick.yaml"
 TINY_MODEL = {"mixer_dim": 32, "mixer_depth": 2, "iters": 2, "test_iters": 2}
-SMALL_DOMAIN = {"height": 64, "width": 64, "frames": 10, "num_points": 6}
-# a narrow PIPs on 64x64 ten-frame videos: seconds per command
-PIPS_TINY = ("model.mixer_dim=32", "model.mixer_depth=2", "model.iters=2", "model.test_iters=2",
-             "data.train_videos=2", "data.val_videos=1", "data.test_videos=1", "data.train_points=6",
-             "data.crop_size=[64,64]", "data.batch_size=2",
-             *(f"data.{d}.synthetic.{k}={v}" for d in ("source", "target") for k, v in SMALL_DOMAIN.items()),
-             "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kinds=[csv]",
-             "adaptation.steps=2", "adaptation.group_size=4", "adaptation.grid_spacing=16",
-             "adaptation.dense_window=0", "adaptation.tau=1000")
 
 
 def tiny_pips(**extra) -> PIPsModule:
