@@ -23,6 +23,7 @@ from callbacks.flow_pictures import fit_height, put_label
 from callbacks.flow_pseudo_labels import FlowLabelConfig, flow_pseudo_labels, rebalance_weights, validate_label_config
 from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement
 from datamodules.flow_augment import ColorJitter
+from datamodules.readers.flow_datasets import listed_videos
 from framework.errors import UserError
 from geometry.flow import flow_to_color
 
@@ -64,8 +65,7 @@ def validate_flow_refinement_config(c: FlowRefinementConfig, key: str = "adaptat
 
 
 def video_spans(dataset: Any) -> dict[int, Any]:
-    videos = getattr(dataset, "videos", None)
-    spans = videos() if callable(videos) else {}
+    spans = listed_videos(dataset)
     if not spans:
         raise UserError(f"flow refinement works per video, but the test data ({type(dataset).__name__}) has no "
                         f"videos; use Sintel, the synthetic videos or footage as data.target")

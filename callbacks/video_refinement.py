@@ -11,8 +11,8 @@ the snapshot the base class keeps, so no second copy of the network is needed.
 
 Test loaders must keep each video's pairs together and in order (dataset order does); under DDP
 each rank refines the videos it is handed, and the per-video reports are gathered at the end of
-the test so every rank's summary lists every video once (DistributedSampler's padding repeats a
-video on the last ranks: its first report is kept).
+the test so every rank's summary lists every video once (where a dataset lists no videos,
+DistributedSampler's padding may repeat one: its first report is kept).
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datamodules.readers.flow_datasets import listed_videos
 from datamodules.sampling import EpochSeededSampler, VideoShardSampler
 from framework.errors import UserError
 
@@ -118,10 +119,9 @@ class SourceTargetDataModule(pl.LightningDataModule):
         """Under DDP, whole videos per rank where the dataset lists its videos (``videos()``);
         otherwise Lightning's DistributedSampler (None: dataset order in one process)."""
         trainer = self.trainer
-        listing = getattr(dataset, "videos", None)
-        if trainer is None or trainer.world_size < 2 or not callable(listing):
+        if trainer is None or trainer.world_size < 2:
             return None
-        spans = listing()
+        spans = listed_videos(dataset)
         if not spans:
             return None
         return VideoShardSampler(dataset, [spans[v].indices for v in sorted(spans)], trainer.world_size,

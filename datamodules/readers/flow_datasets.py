@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,12 @@ class FlowPair(NamedTuple):
 class VideoSpan(NamedTuple):
     name: str
     indices: list[int]
+
+
+def listed_videos(dataset: Any) -> dict[int, VideoSpan]:
+    """The dataset's ``videos()`` ({video: VideoSpan}); empty where it lists none."""
+    listing = getattr(dataset, "videos", None)
+    return listing() if callable(listing) else {}
 
 
 def _sorted_files(folder: Path, pattern: str) -> list[Path]:
