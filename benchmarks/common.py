@@ -1,15 +1,18 @@
 """What the benchmark scripts share: training a model with train.py in a subprocess (reusing a
-previous run's checkpoint when asked) and mean / spread over seeds."""
+previous run's checkpoint when asked), the refinement gain's runs over seeds and variants side by
+side, and the means and spreads the summaries are made of."""
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from framework.config import load_config
 from framework.errors import UserError
@@ -39,6 +42,43 @@ def spread(values: list[float]) -> dict:
     """Mean, sample standard deviation (0 for one value) and the values themselves."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": list(values)}
+
+
+def report_mean(items: list[dict], key: str) -> list[float]:
+    """``[mean of key]`` over the refinement reports of every video in ``items`` (one run per seed),
+    NaN left out; ``[]`` where no report has it (so the summary leaves the cell empty)."""
+    values = [rep[key] for r in items for rep in r["reports"] if key in rep and rep[key] == rep[key]]
+    return [statistics.fmean(values)] if values else []
+
+
+def improved_share(items: list[dict], base: list[dict], key: str) -> list[float]:
+    """Per seed, % of videos whose per-video error ``key`` is lower than in the ``base`` run."""
+    return [100 * statistics.fmean(float(r[key][v] < b[key][v]) for v in b[key]) for r, b in zip(items, base)]
+
+
+def run_variants(evaluate: Callable[..., dict], variants: dict[str, Optional[dict]], args: argparse.Namespace,
+                 ckpt: Path, line: Callable[[dict], str]) -> tuple[dict[str, list[dict]], list[float]]:
+    """``evaluate(seed, ckpt, variants[v], overrides)`` for every seed and chosen variant, ``before``
+    (no refinement) always included as the reference: the runs of each variant (each with its
+    ``time_ratio`` to ``before`` of the same seed) and the plain seconds per video of each seed."""
+    import torch
+
+    order = ["before"] + [v for v in args.variants if v != "before"]
+    jobs = [(seed, variant) for seed in args.seeds for variant in order]
+    runs: dict[str, list[dict]] = {v: [] for v in order}
+    plain = []
+    # one torch thread per job; --jobs N runs N of them side by side (times then share the machine)
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {job: pool.submit(evaluate, job[0], ckpt, variants[job[1]], args.overrides) for job in jobs}
+        for seed, variant in jobs:
+            result = futures[(seed, variant)].result()
+            print(f"seed {seed} {variant:>20}: {line(result)}, {result['seconds']:.1f} s", flush=True)
+            if variant == "before":
+                plain.append(result["seconds"] / result["videos"])
+            result["time_ratio"] = result["seconds"] / futures[(seed, "before")].result()["seconds"]
+            runs[variant].append(result)
+    return runs, plain
 
 
 def add_gain_parser(sub, variants: list[str], model: str) -> argparse.ArgumentParser:

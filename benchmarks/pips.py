@@ -21,11 +21,9 @@ them). Results: benchmarks/results/pips_speed.{json,md}.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks.common import add_gain_parser, spread, test_target, train_run  # noqa: E402
+from benchmarks.common import (add_gain_parser, improved_share, report_mean, run_variants,  # noqa: E402
+                               spread, test_target, train_run)
 from framework.config import load_config  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
 from framework.methods import schema_for  # noqa: E402
@@ -41,7 +40,8 @@ from framework.methods import schema_for  # noqa: E402
 CONFIGS = [str(ROOT / "configs/pips/quick.yaml"), str(ROOT / "benchmarks/pips.yaml")]
 METRICS = ("ate_vis", "ate_occ", "mte", "delta_avg", "survival", "avg_jaccard")
 LOWER_IS_BETTER = {"ate_vis", "ate_occ", "mte"}
-TAUS = (0.5, 1.0, 2.0, 4.0, 8.0)
+# px at 96x128; a CPU-trained teacher keeps no track below ~3 px (benchmarks/pips.yaml)
+TAUS = (2.0, 4.0, 6.0, 8.0, 12.0)
 # variant -> refinement settings on top of the config's adaptation section (None: no refinement)
 VARIANTS = {
     "before": None,
@@ -72,11 +72,10 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
             for key in ("ate_vis", "ate_occ"):
                 row[f"{key}_change_pct"] = [100 * (r["metrics"][key] - b["metrics"][key]) / b["metrics"][key]
                                             for r, b in zip(items, base)]
-            row["improved_videos_pct"] = [
-                100 * statistics.fmean(float(r["video_ate_vis"][v] < b["video_ate_vis"][v]) for v in b["video_ate_vis"])
-                for r, b in zip(items, base)]
-            shares = [rep["label_share"] for r in items for rep in r["reports"] if "label_share" in rep]
-            row["label_share_pct"] = [100 * statistics.fmean(shares)] if shares else []
+            row["improved_videos_pct"] = improved_share(items, base, "video_ate_vis")
+            row["label_share_pct"] = [100 * v for v in report_mean(items, "label_share")]
+            for key in ("label_ate", "teacher_ate"):  # how accurate the kept labels are, against all teacher tracks
+                row[key] = report_mean(items, key)
         out[variant] = {k: spread(v) for k, v in row.items() if v}
     return out
 
@@ -85,19 +84,26 @@ def gain_markdown(summary: dict, meta: dict) -> str:
     lines = [f"# PIPs refinement, synthetic source -> crowd ({meta['seeds']} seeds)", "",
              f"Command: `{meta['command']}`  ", f"Settings: {meta['settings']}", "",
              "| variant | " + " | ".join(METRICS) + " | ATE-Vis change | ATE-Occ change | videos improved | "
-             "labels | time / video vs plain |", "|---" * (len(METRICS) + 6) + "|"]
+             "labels | label ATE / teacher ATE | time / video vs plain |", "|---" * (len(METRICS) + 7) + "|"]
 
     def cell(row: dict, key: str, fmt: str, unit: str = "") -> str:
         return f"{row[key]['mean']:{fmt}} ± {row[key]['std']:{fmt}}{unit}" if key in row else "-"
+
+    def labels(row: dict) -> str:
+        if "teacher_ate" not in row:
+            return "-"
+        return (f"{row['label_ate']['mean']:.2f}" if "label_ate" in row else "none") + f" / {row['teacher_ate']['mean']:.2f}"
 
     for variant, row in summary.items():
         lines.append(f"| {variant} | " + " | ".join(cell(row, k, ".2f") for k in METRICS) + " | "
                      f"{cell(row, 'ate_vis_change_pct', '+.1f', ' %')} | {cell(row, 'ate_occ_change_pct', '+.1f', ' %')} | "
                      f"{cell(row, 'improved_videos_pct', '.0f', ' %')} | {cell(row, 'label_share_pct', '.1f', ' %')} | "
-                     f"{row['time_ratio']['mean']:.0f}x |")
+                     f"{labels(row)} | {row['time_ratio']['mean']:.0f}x |")
     lines += ["", "ATE/MTE in px (lower is better); delta_avg, survival, average Jaccard in % (higher is better). "
               "Changes and videos improved are against `before` (the source-trained model on the same videos); "
               "`random_tracks` fine-tunes on as many teacher tracks as the cycle check keeps, picked at random. "
+              "Label ATE / teacher ATE: the teacher's error (px, frames after the query's) on the tracks kept as labels "
+              "and on all it made (the synthetic ground truth is read for this report only). "
               f"Times: refinement plus tracking of a video over plain tracking of it, same run (plain: "
               f"{meta['plain_s_per_video']:.1f} s per video on {meta['device']})."]
     return "\n".join(lines) + "\n"
@@ -106,22 +112,8 @@ def gain_markdown(summary: dict, meta: dict) -> str:
 def gain(args) -> int:
     work = Path(args.work)
     ckpt = Path(args.ckpt) if args.ckpt else train_run(CONFIGS, "source", work, args.overrides, args.reuse)
-    order = ["before"] + [v for v in args.variants if v != "before"]
-    jobs = [(seed, variant) for seed in args.seeds for variant in order]
-    runs: dict[str, list[dict]] = {v: [] for v in order}
-    plain = []
-    # one torch thread per job; --jobs N runs N of them side by side (times then share the machine)
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        futures = {job: pool.submit(evaluate, job[0], ckpt, VARIANTS[job[1]], args.overrides) for job in jobs}
-        for seed, variant in jobs:
-            result = futures[(seed, variant)].result()
-            print(f"seed {seed} {variant:>14}: " + ", ".join(f"{k} {result['metrics'][k]:.2f}" for k in METRICS)
-                  + f", {result['seconds']:.0f} s", flush=True)
-            if variant == "before":
-                plain.append(result["seconds"] / result["videos"])
-            result["time_ratio"] = result["seconds"] / futures[(seed, "before")].result()["seconds"]
-            runs[variant].append(result)
+    runs, plain = run_variants(evaluate, VARIANTS, args, ckpt,
+                               lambda r: ", ".join(f"{k} {r['metrics'][k]:.2f}" for k in METRICS))
     summary = summarise(runs)
     cfg = load_config(CONFIGS, args.overrides, schema_for)
     a, t = cfg.adaptation, cfg.data.target.synthetic
@@ -131,7 +123,8 @@ def gain(args) -> int:
                          f"PIPs trained on {cfg.data.train_videos} source videos for {cfg.trainer.max_epochs} epochs")
                         + f"; {cfg.data.test_videos} target videos of {t.frames} frames, {t.num_points} points per "
                           f"seed; refinement {a.steps} steps x {a.accumulate} groups of {a.group_size} tracks, "
-                          f"lr {a.lr}, tau {a.tau}, clip stride {a.clip_stride}"}
+                          f"lr {a.lr}, {a.iters or cfg.model.test_iters} iterations, tau {a.tau} px, "
+                          f"clip stride {a.clip_stride}"}
     results = Path(args.results)
     write_json(results / "pips_gain.json", {"meta": meta, "summary": summary, "runs": runs})
     write_text(results / "pips_gain.md", gain_markdown(summary, meta))

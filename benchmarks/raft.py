@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +35,8 @@ import torch  # noqa: E402
 from framework.config import load_config  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
 from framework.methods import schema_for  # noqa: E402
-from benchmarks.common import add_gain_parser, spread, test_target, train_run  # noqa: E402
+from benchmarks.common import (add_gain_parser, improved_share, report_mean, run_variants,  # noqa: E402
+                               spread, test_target, train_run)
 
 CONFIGS = [str(ROOT / "configs/raft/quick.yaml"), str(ROOT / "benchmarks/raft.yaml")]
 # variant -> refinement settings on top of the config's adaptation section (None: no refinement)
@@ -79,14 +78,10 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
         if variant != "before":
             base = runs["before"]
             row["epe_change_pct"] = [100 * (a - b["metrics"]["epe"]) / b["metrics"]["epe"] for a, b in zip(epe, base)]
-            row["improved_videos_pct"] = [
-                100 * statistics.fmean(float(r["video_epe"][v] < b["video_epe"][v]) for v in b["video_epe"])
-                for r, b in zip(items, base)]
-            shares = [rep["label_share"] for r in items for rep in r["reports"] if "label_share" in rep]
-            row["label_share_pct"] = [100 * statistics.fmean(shares)] if shares else []
+            row["improved_videos_pct"] = improved_share(items, base, "video_epe")
+            row["label_share_pct"] = [100 * v for v in report_mean(items, "label_share")]
             for key in ("label_epe", "teacher_epe"):  # how accurate the kept labels are, against all teacher pixels
-                values = [rep[key] for r in items for rep in r["reports"] if key in rep and rep[key] == rep[key]]
-                row[key] = [statistics.fmean(values)] if values else []
+                row[key] = report_mean(items, key)
         out[variant] = {k: spread(v) for k, v in row.items() if v}
     return out
 
@@ -119,25 +114,9 @@ def gain_markdown(summary: dict, meta: dict) -> str:
 
 
 def gain(args) -> int:
-    work = Path(args.work)
-    ckpt = Path(args.ckpt) if args.ckpt else train_source(work, args.overrides, args.reuse)
-    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
-    plain = []
-    order = ["before"] + [v for v in args.variants if v != "before"]
-    jobs = [(seed, variant) for seed in args.seeds for variant in order]
-    # one torch thread per job; --jobs N runs N of them side by side (times then share the machine)
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        futures = {job: pool.submit(evaluate, job[0], ckpt, VARIANTS[job[1]], args.overrides) for job in jobs}
-        for seed, variant in jobs:
-            result = futures[(seed, variant)].result()
-            print(f"seed {seed} {variant:>20}: EPE {result['metrics']['epe']:.3f}, 1px {result['metrics']['1px']:.1f}, "
-                  f"{result['seconds']:.1f} s", flush=True)
-            if variant == "before":
-                plain.append(result["seconds"] / result["videos"])
-            result["time_ratio"] = result["seconds"] / futures[(seed, "before")].result()["seconds"]
-            if variant in runs:
-                runs[variant].append(result)
+    ckpt = Path(args.ckpt) if args.ckpt else train_source(Path(args.work), args.overrides, args.reuse)
+    runs, plain = run_variants(evaluate, VARIANTS, args, ckpt,
+                               lambda r: f"EPE {r['metrics']['epe']:.3f}, 1px {r['metrics']['1px']:.1f}")
     summary = summarise(runs)
     cfg = load_config(CONFIGS, args.overrides, schema_for)
     a = cfg.adaptation

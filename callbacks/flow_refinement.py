@@ -21,7 +21,7 @@ import torch
 from callbacks.adaptation_base import autocast
 from callbacks.flow_pictures import fit_height, put_label
 from callbacks.flow_pseudo_labels import FlowLabelConfig, flow_pseudo_labels, rebalance_weights, validate_label_config
-from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement
+from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement, test_dataset
 from datamodules.flow_augment import ColorJitter
 from datamodules.readers.flow_datasets import listed_videos
 from framework.errors import UserError
@@ -140,8 +140,7 @@ class FlowRefinement(VideoRefinement):
     def _frames(self, trainer: pl.Trainer, video: int) -> tuple[list[torch.Tensor], list[Optional[torch.Tensor]]]:
         """The video's frames, and the ground-truth flow of each pair where the data has it
         (then the report also says how accurate the labels are; refinement never uses it)."""
-        loader = trainer.test_dataloaders
-        dataset = (loader[0] if isinstance(loader, (list, tuple)) else loader).dataset
+        dataset = test_dataset(trainer)
         spans = video_spans(dataset)
         if video not in spans:
             raise UserError(f"flow refinement: video {video} is not in the test data")

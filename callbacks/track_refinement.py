@@ -12,7 +12,7 @@ schedule, batch with gradient accumulation, clipping: the authors' values by def
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pytorch_lightning as pl
@@ -21,7 +21,7 @@ import torch
 from callbacks.adaptation_base import autocast
 from callbacks.track_pseudo_labels import (TrackLabelConfig, clip_labels, draw_group, grid_points,
                                            validate_track_label_config)
-from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement
+from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement, test_dataset
 from datamodules.flow_augment import ColorJitter
 from framework.errors import UserError
 
@@ -103,40 +103,61 @@ class TrackLabels(TrainingSet):
                 "weight": torch.ones(trajs.shape[0], trajs.shape[2], device=trajs.device)}
 
 
+def track_errors(truth: Callable, video: int, start: int, tracks: torch.Tensor) -> np.ndarray:
+    """Distances (px) of tracks (S, K, 2) of the clip starting at frame ``start`` to the exact
+    tracks of their first-frame points, ``truth(video, queries (K, 3), times)`` -> (trajs, visible,
+    valid), at the later frames where the truth is in the frame; for the report only."""
+    tracks = tracks.detach().double().cpu().numpy()
+    if tracks.shape[1] == 0:
+        return np.zeros(0)
+    queries = np.concatenate([np.full((tracks.shape[1], 1), float(start)), tracks[0]], 1)
+    exact, _, valid = truth(video, queries, range(start, start + tracks.shape[0]))
+    distance = np.linalg.norm(tracks - exact, axis=-1)
+    return distance[1:][valid[1:]]
+
+
 class TrackRefinement(VideoRefinement):
     config_class = TrackRefinementConfig
     validate = staticmethod(validate_track_refinement_config)
 
-    def _clips(self, frames: torch.Tensor, S: int) -> torch.Tensor:
-        """(T, 3, H, W) -> (C, S, 3, H, W) clips starting every ``clip_stride`` frames."""
+    def _clips(self, frames: torch.Tensor, S: int) -> tuple[torch.Tensor, list[int]]:
+        """(T, 3, H, W) -> (C, S, 3, H, W) clips starting every ``clip_stride`` frames, and their starts."""
         t = frames.shape[0]
         if t < S:
             raise UserError(f"track refinement: a video of {t} frames is shorter than one {S}-frame window")
         starts = list(range(0, t - S + 1, self.cfg.clip_stride))
-        return torch.stack([frames[s:s + S] for s in starts])
+        return torch.stack([frames[s:s + S] for s in starts]), starts
 
     def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> TrackLabels:
         c = self.cfg
         if rows["frames"].shape[0] != 1:
             raise UserError("track refinement adapts one video at a time: set data.test_batch_size=1")
-        clips = self._clips(rows["frames"][0].float(), pl_module.cfg.S)
+        clips, starts = self._clips(rows["frames"][0].float(), pl_module.cfg.S)
         stats: dict[str, float] = {"clips": float(len(clips))}
         if c.objective == "pseudo_labels":
             def track(clip: torch.Tensor, xys: torch.Tensor) -> torch.Tensor:
                 with torch.no_grad(), autocast(trainer):
                     return self.teacher_predict(pl_module, {"frames": clip, "xys": xys}, task="window")["trajs"].float()
 
-            tracks, queried, kept = [], 0.0, 0.0
+            truth = getattr(test_dataset(trainer), "track", None)  # exact tracks of any query (synthetic data)
+            tracks, queried, kept, errors = [], 0.0, 0.0, ([], [])
             rng = np.random.default_rng((c.seed, video, 1))  # the random-selection control only
-            for i, clip in enumerate(clips):
+            for i, (clip, start) in enumerate(zip(clips, starts)):
                 labels, rejected, count = clip_labels(track, clip[None], c, rng)
                 tracks.append(labels)
                 queried += count
                 kept += labels.shape[1]
+                if callable(truth):
+                    for side, teacher in zip(errors, (labels, torch.cat([labels, rejected], 1))):
+                        side.append(track_errors(truth, video, start, teacher))
                 if i == 0 and len(self.label_pictures) < c.pictures:
                     from callbacks.track_pictures import label_picture
                     self.label_pictures.append(label_picture(clip, labels, rejected))
             stats.update({"queried": queried, "label_tracks": kept, "label_share": kept / max(queried, 1.0)})
+            if callable(truth):  # how accurate the kept labels are, against all the teacher's tracks
+                label_errors, teacher_errors = (np.concatenate(side) for side in errors)
+                stats["label_ate"] = float(label_errors.mean()) if label_errors.size else float("nan")
+                stats["teacher_ate"] = float(teacher_errors.mean()) if teacher_errors.size else float("nan")
         else:  # the baselines learn from a grid of queries on each clip's first frame
             h, w = clips.shape[-2:]
             grid = grid_points(h, w, c.grid_spacing, c.margin).to(clips.device)

@@ -91,6 +91,13 @@ class TrainingSet:
         return False
 
 
+def test_dataset(trainer: pl.Trainer) -> Any:
+    """The dataset behind the (first) test loader: where the refinement reads a whole video or,
+    for the report only, its ground truth."""
+    loader = trainer.test_dataloaders
+    return (loader[0] if isinstance(loader, (list, tuple)) else loader).dataset
+
+
 def gather_reports(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every rank's per-video reports, one per video, in video order (this rank's alone without DDP)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):

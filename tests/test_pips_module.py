@@ -7,8 +7,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig
+from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig, track_errors
 from datamodules.point_tracking import PointTrackingDataModule
+from datamodules.synthetic.track_scenes import SyntheticTrackVideos
 from framework.errors import UserError
 from lightning_modules.pips import PIPsModule, constancy_loss, pad_to_multiple
 from tests.commands import PIPS_QUICK, PIPS_SMALL_DOMAIN as SMALL_DOMAIN, PIPS_TINY, cli, report
@@ -117,6 +118,21 @@ def test_per_video_refinement_resets_and_restores_the_weights():
     assert [v["video"] for v in videos] == [0, 1] and all(v["steps"] == 2 for v in videos)
     # 2 clips of a 4x4 grid each, plus a window around one kept seed per clip; tracks leaving the frame drop out
     assert all(v["clips"] == 2 and v["queried"] > 32 and 0 < v["label_tracks"] <= v["queried"] for v in videos)
+    # the synthetic target knows every point's true track: the report says how wrong the labels are
+    assert all(0 < v["label_ate"] < 64 and 0 < v["teacher_ate"] < 64 for v in videos)
+
+
+def test_label_errors_measure_tracks_against_the_exact_ones():
+    data = SyntheticTrackVideos(SMALL_DOMAIN, num_videos=1, seed=3)
+    queries = np.array([[2.0, 20.0, 30.0], [2.0, 40.0, 12.5]])
+    exact, _, valid = data.track(0, queries, range(2, 10))
+    tracks = torch.from_numpy(exact).float()
+    assert np.allclose(track_errors(data.track, 0, 2, tracks), 0, atol=1e-4)
+    shifted = tracks + torch.tensor([3.0, 4.0])
+    shifted[0] = tracks[0]  # the query frame holds the query itself and is not scored
+    errors = track_errors(data.track, 0, 2, shifted)
+    assert errors.shape == (int(valid[1:].sum()),) and np.allclose(errors, 5.0, atol=1e-4)
+    assert track_errors(data.track, 0, 2, tracks[:, :0]).shape == (0,)
 
 
 def test_online_refinement_carries_the_weights_on():
