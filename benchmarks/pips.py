@@ -122,7 +122,7 @@ def gain(args) -> int:
             "settings": (f"checkpoint {ckpt}" if args.ckpt else
                          f"PIPs trained on {cfg.data.train_videos} source videos for {cfg.trainer.max_epochs} epochs")
                         + f"; {cfg.data.test_videos} target videos of {t.frames} frames, {t.num_points} points per "
-                          f"seed; refinement {a.steps} steps x {a.accumulate} groups of {a.group_size} tracks, "
+                          f"seed; refinement ({a.mode.replace('_', ' ')}) {a.steps} steps x {a.accumulate} groups of {a.group_size} tracks, "
                           f"lr {a.lr}, {a.iters or cfg.model.test_iters} iterations, tau {a.tau} px, "
                           f"clip stride {a.clip_stride}"}
     results = Path(args.results)

@@ -7,12 +7,11 @@ else ``<index:06d>``. Set ``active = False`` to pause writing (e.g. during a "be
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 
+from callbacks.output_writer import OutputWriter
 from datamodules.readers.flow_formats import write_flo
 from framework.errors import UserError
 from framework.images import png_bytes
@@ -37,20 +36,13 @@ def _row_names(batch: Any, count: int) -> list[str]:
     return names
 
 
-class FlowWriter(pl.Callback):
+class FlowWriter(OutputWriter):
     """Saves each predicted test flow as ``.flo`` + colour ``.png`` under ``folder``."""
 
-    def __init__(self, folder: str | Path) -> None:
-        super().__init__()
-        self.folder = Path(folder).expanduser()
-        self.active = True
-        self.written: list[Path] = []
+    key = "flow"
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
-        flow = outputs.get("flow") if isinstance(outputs, dict) else None
-        if not self.active or not torch.is_tensor(flow):
-            return
+    def write(self, outputs: dict, batch: Any) -> None:
+        flow = outputs["flow"]
         if flow.ndim != 4 or flow.shape[1] != 2:
             raise UserError(f"FlowWriter: expected outputs['flow'] of shape (B, 2, H, W), got {tuple(flow.shape)}")
         flows = flow.detach().float().cpu().numpy()

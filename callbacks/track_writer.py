@@ -14,9 +14,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pytorch_lightning as pl
-import torch
 
+from callbacks.output_writer import OutputWriter
 from callbacks.track_pictures import draw_tracks, frame_rgb, spread, track_colours
 from framework.errors import UserError
 from framework.io import atomic_write
@@ -47,20 +46,13 @@ def write_overlay_video(path: Path, frames: np.ndarray, tracks: np.ndarray, visi
     return path
 
 
-class TrackWriter(pl.Callback):
+class TrackWriter(OutputWriter):
     """Saves each test video's predicted tracks as ``.npz`` + overlay ``.mp4`` under ``folder``."""
 
-    def __init__(self, folder: str | Path) -> None:
-        super().__init__()
-        self.folder = Path(folder).expanduser()
-        self.active = True
-        self.written: list[Path] = []
+    key = "trajs"
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
-        trajs = outputs.get("trajs") if isinstance(outputs, dict) else None
-        if not self.active or not torch.is_tensor(trajs):
-            return
+    def write(self, outputs: dict, batch: Any) -> None:
+        trajs = outputs["trajs"]
         if trajs.ndim != 4 or trajs.shape[-1] != 2:
             raise UserError(f"TrackWriter: expected outputs['trajs'] of shape (B, T, N, 2), got {tuple(trajs.shape)}")
         tracks = trajs.detach().float().cpu().numpy()
