@@ -61,19 +61,14 @@ Tracker = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (1, S, 3, H, W
 
 
 def consistent_tracks(track: Tracker, clip: torch.Tensor, queries: torch.Tensor, tau: float,
-                      margin: float, rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      margin: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Track ``queries`` (M, 2) through ``clip`` (1, S, 3, H, W) forward and back; returns the
-    forward tracks (S, M, 2) and the (M,) mask of those that pass the cycle check. With ``rng``,
-    the mask instead picks as many in-frame tracks at random (the control)."""
+    forward tracks (S, M, 2) and the (M,) mask of those that pass the cycle check."""
     forward = track(clip, queries[None])
     backward = track(clip.flip(1), forward[:, -1]).flip(1)
     h, w = clip.shape[-2:]
     inside = inside_frame(forward, h, w, margin)[0]
     keep = (cycle_errors(forward, backward)[0] < tau) & inside
-    if rng is not None:
-        chosen = rng.choice(np.flatnonzero(inside.cpu().numpy()), int(keep.sum()), replace=False)
-        keep = torch.zeros_like(keep)
-        keep[torch.from_numpy(chosen).to(keep.device)] = True
     return forward[0], keep
 
 
@@ -81,24 +76,29 @@ def clip_labels(track: Tracker, clip: torch.Tensor, cfg: TrackLabelConfig,
                 rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Cycle-consistent teacher tracks (S, K, 2) of one clip, from grid seeds and dense windows
     around the fastest kept seeds; the rejected tracks (S, R, 2), for pictures; queries made.
-    ``selection="random"`` needs ``rng``."""
+    ``selection="random"`` (needs ``rng``) keeps instead K of all the in-frame tracks made, at random."""
     if cfg.selection == "random" and rng is None:
         raise UserError("track labels: random selection needs a random generator")
-    rng = rng if cfg.selection == "random" else None
     h, w = clip.shape[-2:]
     seeds = grid_points(h, w, cfg.grid_spacing, cfg.margin).to(clip.device)
-    tracks, keep = consistent_tracks(track, clip, seeds, cfg.tau, cfg.margin, rng)
-    kept, rejected, queried = [tracks[:, keep]], [tracks[:, ~keep]], len(seeds)
+    tracks, keep = consistent_tracks(track, clip, seeds, cfg.tau, cfg.margin)
+    made, kept, queried = [tracks], [keep], len(seeds)
     if cfg.dense_window > 0 and cfg.dense_seeds > 0 and bool(keep.any()):
         speed = mean_speed(tracks[:, keep])
         chosen = tracks[0, keep][speed.argsort(descending=True)[:cfg.dense_seeds]]
         dense = window_points(chosen, cfg.dense_window, cfg.dense_spacing, h, w, cfg.margin)
         if len(dense):
-            more, more_keep = consistent_tracks(track, clip, dense, cfg.tau, cfg.margin, rng)
-            kept.append(more[:, more_keep])
-            rejected.append(more[:, ~more_keep])
+            more, more_keep = consistent_tracks(track, clip, dense, cfg.tau, cfg.margin)
+            made.append(more)
+            kept.append(more_keep)
             queried += len(dense)
-    return torch.cat(kept, 1), torch.cat(rejected, 1), queried
+    tracks, keep = torch.cat(made, 1), torch.cat(kept)
+    if cfg.selection == "random":  # the control: as many labels, drawn from everything the teacher made
+        inside = np.flatnonzero(inside_frame(tracks[None], h, w, cfg.margin)[0].cpu().numpy())
+        chosen = rng.choice(inside, int(keep.sum()), replace=False)
+        keep = torch.zeros_like(keep)
+        keep[torch.from_numpy(chosen).to(keep.device)] = True
+    return tracks[:, keep], tracks[:, ~keep], queried
 
 
 def draw_group(tracks: torch.Tensor, cfg: TrackLabelConfig, rng: np.random.Generator) -> torch.Tensor:

@@ -111,11 +111,19 @@ def test_groups_rebalance_towards_fast_tracks():
 
 
 def test_random_selection_keeps_as_many_tracks_as_the_check_but_others():
-    queries = torch.tensor([[10.0, 30.0], [20.0, 30.0], [60.0, 30.0], [70.0, 30.0], [80.0, 30.0]])
-    _, checked = consistent_tracks(PlantedTracker(50.0), time_coded_clip(), queries, tau=1.5, margin=0.0)
-    picks = [consistent_tracks(PlantedTracker(50.0), time_coded_clip(), queries, tau=1.5, margin=0.0,
-                               rng=np.random.default_rng(seed))[1] for seed in range(6)]
-    assert checked.tolist() == [True, True, False, False, False]
-    assert all(int(p.sum()) == 2 for p in picks) and any(not torch.equal(p, checked) for p in picks)
+    # a grid of seeds, windows around the kept ones: the control keeps as many tracks in all, from all
+    cfg = TrackLabelConfig(tau=1.5, grid_spacing=16, dense_window=16, dense_spacing=4, dense_seeds=2, margin=0)
+    checked, rejected, queried = clip_labels(PlantedTracker(50.0), time_coded_clip(), cfg)
+    made = {tuple(p) for p in torch.cat([checked, rejected], 1)[0].tolist()}
+    assert 0 < checked.shape[1] < queried
+    random = TrackLabelConfig(**{**vars(cfg), "selection": "random"})
+    picks = [clip_labels(PlantedTracker(50.0), time_coded_clip(), random, np.random.default_rng(seed))
+             for seed in range(4)]
+    for kept, others, count in picks:
+        assert count == queried and kept.shape[1] == checked.shape[1]
+        assert kept.shape[1] + others.shape[1] == checked.shape[1] + rejected.shape[1]
+        assert {tuple(p) for p in kept[0].tolist()} <= made
+        assert inside_frame(kept[None], H, W, 0.0).all()
+    assert any(not torch.equal(kept, checked) for kept, _, _ in picks)
     with pytest.raises(UserError, match="random generator"):
-        clip_labels(PlantedTracker(50.0), time_coded_clip(), TrackLabelConfig(selection="random"))
+        clip_labels(PlantedTracker(50.0), time_coded_clip(), random)
