@@ -104,16 +104,14 @@ class TrackLabels(TrainingSet):
 
 
 def track_errors(truth: Callable, video: int, start: int, tracks: torch.Tensor) -> np.ndarray:
-    """Distances (px) of tracks (S, K, 2) of the clip starting at frame ``start`` to the exact
-    tracks of their first-frame points, ``truth(video, queries (K, 3), times)`` -> (trajs, visible,
-    valid), at the later frames where the truth is in the frame; for the report only."""
+    """Distances (S-1, K) in px of tracks (S, K, 2) of the clip starting at frame ``start`` to the
+    exact tracks of their first-frame points, ``truth(video, queries (K, 3), times)`` -> (trajs,
+    visible, valid), at the frames after the query's; NaN where the truth leaves the frame. For
+    the report only."""
     tracks = tracks.detach().double().cpu().numpy()
-    if tracks.shape[1] == 0:
-        return np.zeros(0)
     queries = np.concatenate([np.full((tracks.shape[1], 1), float(start)), tracks[0]], 1)
     exact, _, valid = truth(video, queries, range(start, start + tracks.shape[0]))
-    distance = np.linalg.norm(tracks - exact, axis=-1)
-    return distance[1:][valid[1:]]
+    return np.where(valid, np.linalg.norm(tracks - exact, axis=-1), np.nan)[1:]
 
 
 class TrackRefinement(VideoRefinement):
@@ -147,17 +145,19 @@ class TrackRefinement(VideoRefinement):
                 tracks.append(labels)
                 queried += count
                 kept += labels.shape[1]
-                if callable(truth):
-                    for side, teacher in zip(errors, (labels, torch.cat([labels, rejected], 1))):
-                        side.append(track_errors(truth, video, start, teacher))
+                if callable(truth):  # the labels are the first columns of all the teacher's tracks
+                    distance = track_errors(truth, video, start, torch.cat([labels, rejected], 1))
+                    errors[0].append(distance[:, :labels.shape[1]].ravel())
+                    errors[1].append(distance.ravel())
                 if i == 0 and len(self.label_pictures) < c.pictures:
                     from callbacks.track_pictures import label_picture
                     self.label_pictures.append(label_picture(clip, labels, rejected))
             stats.update({"queried": queried, "label_tracks": kept, "label_share": kept / max(queried, 1.0)})
             if callable(truth):  # how accurate the kept labels are, against all the teacher's tracks
-                label_errors, teacher_errors = (np.concatenate(side) for side in errors)
-                stats["label_ate"] = float(label_errors.mean()) if label_errors.size else float("nan")
-                stats["teacher_ate"] = float(teacher_errors.mean()) if teacher_errors.size else float("nan")
+                for key, side in zip(("label_ate", "teacher_ate"), errors):
+                    values = np.concatenate(side)
+                    values = values[~np.isnan(values)]
+                    stats[key] = float(values.mean()) if values.size else float("nan")
         else:  # the baselines learn from a grid of queries on each clip's first frame
             h, w = clips.shape[-2:]
             grid = grid_points(h, w, c.grid_spacing, c.margin).to(clips.device)

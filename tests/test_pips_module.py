@@ -124,15 +124,16 @@ def test_per_video_refinement_resets_and_restores_the_weights():
 
 def test_label_errors_measure_tracks_against_the_exact_ones():
     data = SyntheticTrackVideos(SMALL_DOMAIN, num_videos=1, seed=3)
-    queries = np.array([[2.0, 20.0, 30.0], [2.0, 40.0, 12.5]])
+    queries = np.array([[2.0, 20.0, 30.0], [2.0, 40.0, 12.5], [2.0, 62.0, 5.0]])
     exact, _, valid = data.track(0, queries, range(2, 10))
     tracks = torch.from_numpy(exact).float()
-    assert np.allclose(track_errors(data.track, 0, 2, tracks), 0, atol=1e-4)
+    errors = track_errors(data.track, 0, 2, tracks)
+    assert errors.shape == (7, 3) and np.allclose(errors[valid[1:]], 0, atol=1e-4)
+    assert np.isnan(errors[~valid[1:]]).all()
     shifted = tracks + torch.tensor([3.0, 4.0])
     shifted[0] = tracks[0]  # the query frame holds the query itself and is not scored
-    errors = track_errors(data.track, 0, 2, shifted)
-    assert errors.shape == (int(valid[1:].sum()),) and np.allclose(errors, 5.0, atol=1e-4)
-    assert track_errors(data.track, 0, 2, tracks[:, :0]).shape == (0,)
+    assert np.allclose(track_errors(data.track, 0, 2, shifted)[valid[1:]], 5.0, atol=1e-4)
+    assert track_errors(data.track, 0, 2, tracks[:, :0]).shape == (7, 0)
 
 
 def test_online_refinement_carries_the_weights_on():
