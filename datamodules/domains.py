@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from datamodules.readers.flow_datasets import listed_videos
 from datamodules.sampling import EpochSeededSampler, VideoShardSampler
+from datamodules.videos import listed_videos
 from framework.errors import UserError
 
 DOMAINS = ("source", "target")

@@ -23,11 +23,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from datamodules.domains import DOMAINS, SourceTargetDataModule, plain
-from datamodules.readers.flow_datasets import VideoSpan
 from datamodules.sampling import EpochSeededSampler, EpochTaggedSampler
 from datamodules.synthetic.track_scenes import (SyntheticTrackClips, SyntheticTrackDomain, SyntheticTrackVideos,
                                                 track_source_domain, track_target_domain, validate_track_domain)
 from datamodules.track_augment import TrackAugmentor, trackable
+from datamodules.videos import VideoSpan
+from framework.checks import OneOf, at_least, check
 from framework.errors import UserError
 
 KINDS = ("synthetic", "tapvid_davis", "tapvid_kinetics", "crohd", "badja", "footage")
@@ -143,36 +144,25 @@ class PointTrackingDataModule(SourceTargetDataModule):
     # ---- validation -------------------------------------------------------------
     def _validate(self) -> None:
         c, k = self.cfg, self.key
-        for name in ("train_videos", "val_videos", "test_videos", "num_workers", "seed", "max_crop_offset"):
-            if getattr(c, name) < 0:
-                raise UserError(f"{k}.{name}: must be >= 0, got {getattr(c, name)}")
-        for name in ("batch_size", "test_batch_size", "train_points"):
-            if getattr(c, name) < 1:
-                raise UserError(f"{k}.{name}: must be >= 1, got {getattr(c, name)}")
-        if c.clip_frames < 2:
-            raise UserError(f"{k}.clip_frames: must be >= 2, got {c.clip_frames}")
+        check(c, k, train_videos=at_least(0), val_videos=at_least(0), test_videos=at_least(0), num_workers=at_least(0),
+              seed=at_least(0), max_crop_offset=at_least(0), batch_size=at_least(1), test_batch_size=at_least(1),
+              train_points=at_least(1), clip_frames=at_least(2))
         crop = list(c.crop_size)
         if len(crop) != 2 or any(int(v) < MIN_SIZE or int(v) % 8 for v in crop):
-            raise UserError(f"{k}.crop_size: expected [height, width], multiples of 8 and at least {MIN_SIZE}, "
+            raise UserError(f"{k}.crop_size: must be [height, width], multiples of 8 and at least {MIN_SIZE}, "
                             f"got {crop}")
         for domain in DOMAINS:
             d = getattr(c, domain)
             where = f"{k}.{domain}"
-            if d.kind not in KINDS:
-                raise UserError(f"{where}.kind: unknown dataset kind '{d.kind}'; expected one of {', '.join(KINDS)}")
+            check(d, where, kind=OneOf(KINDS))
             if d.kind == "synthetic":
                 validate_track_domain(plain(d.synthetic), f"{where}.synthetic")
-            if d.query_mode not in ("first", "strided"):
-                raise UserError(f"{where}.query_mode: must be first or strided, got '{d.query_mode}'")
+            check(d, where, query_mode=OneOf(("first", "strided")))
             if d.resize is not None and (len(d.resize) != 2 or any(int(v) < MIN_SIZE for v in d.resize)):
-                raise UserError(f"{where}.resize: expected [height, width], each at least {MIN_SIZE}, or null; "
+                raise UserError(f"{where}.resize: must be [height, width], each at least {MIN_SIZE}, or null, "
                                 f"got {list(d.resize)}")
-            for name in ("max_videos", "max_tracks", "max_frames"):
-                if getattr(d, name) is not None and getattr(d, name) < 1:
-                    raise UserError(f"{where}.{name}: must be >= 1 or null, got {getattr(d, name)}")
-            for name in ("frame_step", "grid_spacing"):
-                if getattr(d, name) < 1:
-                    raise UserError(f"{where}.{name}: must be >= 1, got {getattr(d, name)}")
+            check(d, where, max_videos=at_least(1, optional=True), max_tracks=at_least(1, optional=True),
+                  max_frames=at_least(1, optional=True), frame_step=at_least(1), grid_spacing=at_least(1))
             if d.kind in REAL_KINDS and c.test_batch_size != 1:
                 raise UserError(f"{k}.test_batch_size: must be 1 for {d.kind} ({where}.kind): its videos hold "
                                 f"different numbers of points and frames")

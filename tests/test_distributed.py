@@ -160,3 +160,24 @@ def test_ddp_refines_each_video_once_on_one_rank(method, tmp_path):
     assert videos == [v["video"] for v in one["adaptation"]["summary"]["videos"]] == [0, 1, 2]
     for a, b in zip(two["adaptation"]["summary"]["videos"], one["adaptation"]["summary"]["videos"]):
         assert a["steps"] == b["steps"] and a.get("labels") == b.get("labels"), (a, b)
+
+
+def test_pips_footage_test_loader_under_ddp_gives_the_one_video_to_one_rank(tmp_path):
+    """User footage is one video: one rank gets it whole, the other none (not a crash on its listing)."""
+    from types import SimpleNamespace
+
+    from datamodules.point_tracking import PointTrackingDataModule
+    from datamodules.videos import VideoSpan
+    from tests.test_footage import write_folder
+    write_folder(tmp_path / "clip", count=8, height=64, width=64)
+    dm = PointTrackingDataModule({"target": {"kind": "footage", "root": str(tmp_path / "clip")}},
+                                 test_domain="target")
+    dm.setup("test")
+    shards = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        sampler = dm.test_dataloader().sampler
+        assert isinstance(sampler, VideoShardSampler)
+        shards.append(list(sampler))
+    assert shards == [[0], []]
+    assert dm.domain_dataset("target", "test").videos() == {0: VideoSpan("clip", [0])}

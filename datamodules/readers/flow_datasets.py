@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from datamodules.readers.common import require_dir, require_file
 from datamodules.readers.flow_formats import (check_same_size, read_flo, read_image, read_kitti_flow,
                                               read_pfm_flow)
+from datamodules.videos import VideoSpan
 from framework.errors import UserError
 
 DENSE_VALID_LIMIT = 1000.0
@@ -36,17 +37,6 @@ class FlowPair(NamedTuple):
     flow: Optional[Path]  # None where the split has no ground truth
     video: Optional[int] = None
     frame: Optional[int] = None
-
-
-class VideoSpan(NamedTuple):
-    name: str
-    indices: list[int]
-
-
-def listed_videos(dataset: Any) -> dict[int, VideoSpan]:
-    """The dataset's ``videos()`` ({video: VideoSpan}); empty where it lists none."""
-    listing = getattr(dataset, "videos", None)
-    return listing() if callable(listing) else {}
 
 
 def _sorted_files(folder: Path, pattern: str) -> list[Path]:

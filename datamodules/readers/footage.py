@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.readers.flow_datasets import VideoSpan
 from datamodules.readers.flow_formats import check_same_size, read_image
+from datamodules.videos import VideoSpan
 from framework.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")

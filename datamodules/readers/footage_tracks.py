@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from geometry.tracks import grid_points
 from datamodules.readers.footage import UserFootage
+from datamodules.videos import VideoSpan
 from framework.errors import UserError
 
 
@@ -70,8 +71,9 @@ class FootageTracks(Dataset):
     def __len__(self) -> int:
         return 1
 
-    def videos(self) -> dict[int, str]:
-        return {0: self.name}
+    def videos(self) -> dict[int, VideoSpan]:
+        """{0: (name, [0])}: the footage is one video, its one item (as ``UserFootage``'s pairs)."""
+        return {0: VideoSpan(self.name, [0])}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if index != 0:

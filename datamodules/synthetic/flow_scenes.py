@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from datamodules.videos import VideoSpan
 from framework.config import dataclass_from
+from framework.checks import EachOneOf, Span, at_least, check, integer, positive
 from framework.errors import UserError
 
 SHAPE_KINDS = ("ellipse", "rectangle", "polygon")
@@ -108,42 +110,23 @@ def as_domain(domain: Any) -> SyntheticFlowDomain:
     return dataclass_from(SyntheticFlowDomain, domain, "synthetic flow domain")
 
 
-def _check_range(domain: SyntheticFlowDomain, key: str, name: str, low=None, high=None) -> None:
-    value = list(getattr(domain, name))
-    ok = len(value) == 2 and all(isinstance(v, (int, float)) and math.isfinite(float(v)) for v in value)
-    if not ok or float(value[0]) > float(value[1]):
-        raise UserError(f"{key}.{name}: expected [low, high] with low <= high, got {value}")
-    if (low is not None and float(value[0]) < low) or (high is not None and float(value[1]) > high):
-        raise UserError(f"{key}.{name}: must lie in [{low}, {high}], got {value}")
-
-
 def validate_domain(domain: SyntheticFlowDomain, key: str = "synthetic") -> None:
     """Raise one UserError naming the first bad field (``key.field``)."""
-    for name in _RANGE_FIELDS:
-        _check_range(domain, key, name)
+    check(domain, key, **{name: Span() for name in _RANGE_FIELDS})
     bounds = {"num_layers": (0, 32), "shape_size": (1e-3, None), "shape_aspect": (1e-2, 1.0),
               "polygon_vertices": (5, 64), "texture_frequency": (0.0, 0.5), "texture_blob_size": (0.5, None),
               "texture_hue": (0.0, 360.0), "texture_saturation": (0.0, 1.0), "texture_value": (0.0, 1.0),
               "layer_translation": (0.0, None), "layer_rotation": (0.0, None), "layer_scale": (-0.5, 0.5),
               "background_translation": (0.0, None), "background_rotation": (0.0, None),
               "background_scale": (-0.5, 0.5), "fog": (0.0, 1.0), "fog_brightness": (0.0, 255.0)}
-    for name, (low, high) in bounds.items():
-        _check_range(domain, key, name, low, high)
-    for name, low in (("height", 8), ("width", 8), ("frames", 2), ("texture_sinusoids", 1), ("blur_samples", 1),
-                      ("texture_blobs", 0)):
-        value = getattr(domain, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise UserError(f"{key}.{name}: must be an integer >= {low}, got {value!r}")
-    for name in ("speed", "texture_contrast"):
-        if not getattr(domain, name) > 0:
-            raise UserError(f"{key}.{name}: must be > 0, got {getattr(domain, name)}")
-    for name in ("motion_blur", "noise_sigma"):
-        if not getattr(domain, name) >= 0:
-            raise UserError(f"{key}.{name}: must be >= 0, got {getattr(domain, name)}")
+    check(domain, key, **{name: Span(low, high) for name, (low, high) in bounds.items()})
+    check(domain, key, height=integer(8), width=integer(8), frames=integer(2), texture_sinusoids=integer(1),
+          blur_samples=integer(1), texture_blobs=integer(0), speed=positive(), texture_contrast=positive(),
+          motion_blur=at_least(0), noise_sigma=at_least(0))
     kinds = list(domain.shape_kinds)
-    bad = [k for k in kinds if k not in SHAPE_KINDS]
-    if not kinds or bad:
-        raise UserError(f"{key}.shape_kinds: expected a non-empty list of {list(SHAPE_KINDS)}, got {kinds}")
+    if not kinds:
+        raise UserError(f"{key}.shape_kinds: must list at least one of {', '.join(SHAPE_KINDS)}, got {kinds}")
+    check(domain, key, shape_kinds=EachOneOf(SHAPE_KINDS))
 
 
 def _uniform(rng: np.random.Generator, pair, size=None):
@@ -301,10 +284,7 @@ class SyntheticFlowVideos(Dataset):
     def __init__(self, domain: Any = None, num_videos: int = 16, seed: int = 0, key: str = "synthetic") -> None:
         self.domain = as_domain(flow_source_domain() if domain is None else domain)
         validate_domain(self.domain, key)
-        if int(num_videos) < 0:
-            raise UserError(f"SyntheticFlowVideos: num_videos must be >= 0, got {num_videos}")
-        if int(seed) < 0:
-            raise UserError(f"SyntheticFlowVideos: seed must be >= 0, got {seed}")
+        check({"num_videos": num_videos, "seed": seed}, "SyntheticFlowVideos", num_videos=at_least(0), seed=at_least(0))
         self.num_videos = int(num_videos)
         self.seed = int(seed)
         d = self.domain
@@ -451,9 +431,8 @@ class SyntheticFlowPairs(Dataset):
             raise IndexError(f"video {video} out of range for {len(self.clips)} videos")
         return list(range(video * self.pairs_per_video, (video + 1) * self.pairs_per_video))
 
-    def videos(self) -> dict[int, Any]:
+    def videos(self) -> dict[int, VideoSpan]:
         """{video: (name, pair indices in frame order)}, the protocol of the real flow datasets."""
-        from datamodules.readers.flow_datasets import VideoSpan
         return {v: VideoSpan(f"{self.domain.name}_{v:04d}", self.pairs_of(v)) for v in range(len(self.clips))}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

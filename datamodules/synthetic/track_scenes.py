@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.synthetic.flow_scenes import (SyntheticFlowDomain, SyntheticFlowVideos, _check_range, _Layer,
+from datamodules.synthetic.flow_scenes import (SyntheticFlowDomain, SyntheticFlowVideos, _Layer,
                                                _Scene, _uniform, validate_domain)
+from datamodules.videos import VideoSpan
 from framework.config import dataclass_from
+from framework.checks import OneOf, Span, check, fraction, integer
 from framework.errors import UserError
 
 QUERY_MODES = ("first", "strided")
@@ -70,25 +72,12 @@ def as_track_domain(domain: Any, key: str = "synthetic track domain") -> Synthet
     return dataclass_from(SyntheticTrackDomain, domain, key)
 
 
-def _check_int(key: str, name: str, value: Any, low: int, high: Optional[int] = None) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low or (
-            high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise UserError(f"{key}.{name}: must be an integer {bound}, got {value!r}")
-
-
 def validate_track_domain(domain: SyntheticTrackDomain, key: str = "synthetic") -> None:
     """Raise one UserError naming the first bad field (``key.field``)."""
     validate_domain(domain, key)
-    for name, low, high in (("occluders", 0, 32), ("occluder_size", 1e-3, None), ("occluder_translation", 0.0, None)):
-        _check_range(domain, key, name, low, high)
-    _check_int(key, "num_points", domain.num_points, 1, domain.height * domain.width)
-    _check_int(key, "query_stride", domain.query_stride, 1)
-    share = domain.moving_share
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        raise UserError(f"{key}.moving_share: must lie in [0, 1], got {domain.moving_share}")
-    if domain.query_mode not in QUERY_MODES:
-        raise UserError(f"{key}.query_mode: expected one of {list(QUERY_MODES)}, got {domain.query_mode!r}")
+    check(domain, key, occluders=Span(0, 32), occluder_size=Span(1e-3), occluder_translation=Span(0.0),
+          num_points=integer(1, domain.height * domain.width), query_stride=integer(1), moving_share=fraction(),
+          query_mode=OneOf(QUERY_MODES))
 
 
 class _TrackScene(_Scene):
@@ -125,10 +114,8 @@ class SyntheticTrackVideos(Dataset):
         self.domain = as_track_domain(track_source_domain() if domain is None else domain, key)
         validate_track_domain(self.domain, key)
         d = self.domain
-        if num_points is not None:
-            _check_int("SyntheticTrackVideos", "num_points", num_points, 1, d.height * d.width)
-        _check_int("SyntheticTrackVideos", "num_videos", num_videos, 0)
-        _check_int("SyntheticTrackVideos", "seed", seed, 0)
+        check({"num_points": num_points, "num_videos": num_videos, "seed": seed}, "SyntheticTrackVideos",
+              num_points=integer(1, d.height * d.width, optional=True), num_videos=integer(0), seed=integer(0))
         self.num_points = int(d.num_points if num_points is None else num_points)
         self.seed = int(seed)
         self.renderer = _TrackRenderer(d, int(num_videos), self.seed, key)
@@ -195,9 +182,8 @@ class SyntheticTrackVideos(Dataset):
         """float32 (len(times), 3, H, W), each frame rendered once."""
         return np.stack([self.renderer.frame(video, int(t)) for t in times])
 
-    def videos(self) -> dict[int, Any]:
+    def videos(self) -> dict[int, VideoSpan]:
         """{video: (name, [index])}, the protocol of the flow datasets (one item per video here)."""
-        from datamodules.readers.flow_datasets import VideoSpan
         return {v: VideoSpan(f"{self.domain.name}_{v:04d}", [v]) for v in range(len(self))}
 
     def __getitem__(self, video: int) -> dict[str, torch.Tensor]:
@@ -229,9 +215,9 @@ class SyntheticTrackClips(Dataset):
                  clip_frames: int = 8, clip_stride: Optional[int] = None, key: str = "synthetic") -> None:
         self.tracks = SyntheticTrackVideos(domain, num_videos, seed, num_points, key)
         self.domain = self.tracks.domain
-        _check_int("SyntheticTrackClips", "clip_frames", clip_frames, 2)
         stride = clip_frames if clip_stride is None else clip_stride
-        _check_int("SyntheticTrackClips", "clip_stride", stride, 1)
+        check({"clip_frames": clip_frames, "clip_stride": stride}, "SyntheticTrackClips", clip_frames=integer(2),
+              clip_stride=integer(1))
         if clip_frames > self.domain.frames:
             raise UserError(f"{key}.frames: videos of {self.domain.frames} frames cannot hold clips of "
                             f"{clip_frames} frames")
@@ -246,9 +232,8 @@ class SyntheticTrackClips(Dataset):
             raise IndexError(f"video {video} out of range for {len(self.tracks)} videos")
         return list(range(video * self.clips_per_video, (video + 1) * self.clips_per_video))
 
-    def videos(self) -> dict[int, Any]:
+    def videos(self) -> dict[int, VideoSpan]:
         """{video: (name, clip indices in frame order)}, for per-video refinement."""
-        from datamodules.readers.flow_datasets import VideoSpan
         return {v: VideoSpan(f"{self.domain.name}_{v:04d}", self.clips_of(v)) for v in range(len(self.tracks))}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
