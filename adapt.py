@@ -14,7 +14,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
-from framework.cli import build_trainer, run_main, shared_run_dir
+from framework.cli import apply_threads, build_trainer, run_main, shared_run_dir
 from framework.config import load_config, parse_args
 from framework.io import write_json, write_text
 from framework.loggers import build_loggers
@@ -38,9 +38,10 @@ def format_table(before: dict[str, float], after: dict[str, float]) -> str:
 def adapt(argv: list[str]) -> int:
     files, overrides = parse_args(argv, "Adapt a trained method to its target domain at test time.")
     cfg = load_config(files, overrides, schema_for)
+    apply_threads(cfg)
     spec = get_method(cfg.method)
-    # weights: ckpt=..., else released weights named by model.pretrained (RAFT), else this config's newest run
-    pretrained = getattr(cfg.model, "pretrained", None)
+    # weights: ckpt=..., else the released weights the method's config names, else this config's newest run
+    pretrained = ", ".join(spec.pretrained(cfg).values()) or None
     ckpt = Path(cfg.ckpt) if cfg.ckpt else (None if pretrained else newest_checkpoint(cfg))
     run_dir = shared_run_dir(lambda: new_adapt_dir(cfg))
 

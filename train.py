@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from framework.cli import build_trainer, run_main, shared_run_dir
+from framework.cli import apply_threads, build_trainer, run_main, shared_run_dir
 from framework.config import load_config, parse_args
 from framework.io import write_json, write_text
 from framework.loggers import build_loggers
@@ -24,6 +24,7 @@ from framework.runs import BEST, CHECKPOINTS, LAST, new_run_dir, resume_target
 def train(argv: list[str]) -> int:
     files, overrides = parse_args(argv, "Train a method on its source domain.")
     cfg = load_config(files, overrides, schema_for)
+    apply_threads(cfg)
     spec = get_method(cfg.method)
     resume_dir, resume_ckpt = resume_target(cfg)
     run_dir = shared_run_dir(lambda: resume_dir or new_run_dir(cfg))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from framework.checks import EachOneOf, OneOf, at_least, check, fraction
 from framework.errors import UserError
 from geometry.flow import backward_warp, colour_consistency, forward_backward_consistency
 
@@ -43,23 +44,13 @@ class FlowLabelConfig:
 
 
 def validate_label_config(c: FlowLabelConfig, key: str = "adaptation") -> None:
-    bad = [f for f in c.filters if f not in FILTERS]
-    if bad:
-        raise UserError(f"{key}.filters: unknown filter(s) {bad}; choose from {list(FILTERS)}")
-    if c.cycle_form not in ("squared", "euclidean"):
-        raise UserError(f"{key}.cycle_form: must be squared or euclidean, got {c.cycle_form!r}")
-    for name in ("alpha1", "alpha2", "colour_threshold", "densify_tolerance"):
-        if getattr(c, name) < 0:
-            raise UserError(f"{key}.{name}: must be >= 0, got {getattr(c, name)}")
-    if c.densify_radius < 0:
-        raise UserError(f"{key}.densify_radius: must be >= 0, got {c.densify_radius}")
-    if not 0 <= c.densify_support <= 1:
-        raise UserError(f"{key}.densify_support: must lie in [0, 1], got {c.densify_support}")
+    check(c, key, filters=EachOneOf(FILTERS), cycle_form=OneOf(("squared", "euclidean")), alpha1=at_least(0),
+          alpha2=at_least(0), colour_threshold=at_least(0), densify_tolerance=at_least(0), densify_radius=at_least(0),
+          densify_support=fraction())
     edges = list(c.rebalance_edges)
     if any(b <= a for a, b in zip(edges, edges[1:])) or any(e <= 0 for e in edges):
         raise UserError(f"{key}.rebalance_edges: must be positive and increasing, got {edges}")
-    if c.rebalance_max_weight < 1:
-        raise UserError(f"{key}.rebalance_max_weight: must be >= 1, got {c.rebalance_max_weight}")
+    check(c, key, rebalance_max_weight=at_least(1))
 
 
 def densify(mask: torch.Tensor, flow: torch.Tensor, radius: int, support: float, tolerance: float) -> torch.Tensor:

@@ -18,12 +18,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from callbacks.adaptation_base import autocast
 from callbacks.flow_pictures import fit_height, put_label
 from callbacks.flow_pseudo_labels import FlowLabelConfig, flow_pseudo_labels, rebalance_weights, validate_label_config
-from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement, test_dataset
-from datamodules.flow_augment import ColorJitter
-from datamodules.readers.flow_datasets import listed_videos
+from callbacks.per_video import test_dataset
+from callbacks.test_time import autocast
+from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement
+from datamodules.colour_jitter import ColorJitter
+from datamodules.videos import listed_videos
+from framework.checks import OneOf, at_least, check, fraction
 from framework.errors import UserError
 from geometry.flow import flow_to_color
 
@@ -48,20 +50,13 @@ class FlowRefinementConfig(FineTuneConfig, FlowLabelConfig):
 
 
 def validate_flow_refinement_config(c: FlowRefinementConfig, key: str = "adaptation") -> None:
-    if c.objective not in OBJECTIVES:
-        raise UserError(f"{key}.objective: must be one of {', '.join(OBJECTIVES)}, got {c.objective!r}")
+    check(c, key, objective=OneOf(OBJECTIVES))
     validate_label_config(c, key)
-    for name in ("stride", "teacher_batch"):
-        if getattr(c, name) < 1:
-            raise UserError(f"{key}.{name}: must be at least 1, got {getattr(c, name)}")
-    if c.iters is not None and c.iters < 1:
-        raise UserError(f"{key}.iters: must be at least 1, got {c.iters}")
+    check(c, key, stride=at_least(1), teacher_batch=at_least(1), iters=at_least(1, optional=True))
     crop = list(c.crop_size)
     if len(crop) != 2 or any(int(v) < 64 or int(v) % 8 for v in crop):
-        raise UserError(f"{key}.crop_size: expected [height, width], multiples of 8, at least 64, got {crop}")
-    for name in ("asymmetric_jitter_prob", "h_flip_prob", "v_flip_prob"):
-        if not 0 <= getattr(c, name) <= 1:
-            raise UserError(f"{key}.{name}: must lie in [0, 1], got {getattr(c, name)}")
+        raise UserError(f"{key}.crop_size: must be [height, width], multiples of 8, at least 64, got {crop}")
+    check(c, key, asymmetric_jitter_prob=fraction(), h_flip_prob=fraction(), v_flip_prob=fraction())
 
 
 def video_spans(dataset: Any) -> dict[int, Any]:
@@ -155,7 +150,7 @@ class FlowRefinement(VideoRefinement):
         for s in range(0, first.shape[0], self.cfg.teacher_batch):
             batch = {"image1": first[s:s + self.cfg.teacher_batch], "image2": second[s:s + self.cfg.teacher_batch]}
             with autocast(trainer):
-                outs.append(self.teacher_predict(pl_module, batch, task="flow")["flow"].float())
+                outs.append(self.teacher(pl_module, batch)["flow"].float())
         return torch.cat(outs)
 
     def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> FlowLabels:
@@ -179,8 +174,8 @@ class FlowRefinement(VideoRefinement):
                 weight = rebalance_weights(fw, mask, list(c.rebalance_edges), c.rebalance_max_weight)
             else:
                 weight = mask.float()
-            if len(self.label_pictures) < c.pictures:
-                self.label_pictures.append(self._label_picture(image1[0], fw[0], mask[0]))
+            if len(self.pictures) < c.pictures:
+                self.pictures.append(self._label_picture(image1[0], fw[0], mask[0]))
         else:
             fw = torch.zeros(image1.shape[0], 2, *image1.shape[-2:], device=device)
             weight = torch.ones(image1.shape[0], *image1.shape[-2:], device=device)

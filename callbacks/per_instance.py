@@ -18,12 +18,15 @@ from dataclasses import asdict, dataclass
 
 import pytorch_lightning as pl
 import torch
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
-from callbacks.adaptation_base import (AdaptationCallback, autocast, batch_size_of, cat_outputs, grad_enabled,
-                                       grad_scaler, make_optimizer, slice_batch, step_groups)
+from callbacks.test_time import (ADAPTED_OUTPUTS, TestTimeCallback, autocast, batch_size_of, cat_outputs, grad_enabled,
+                                 grad_scaler, slice_batch)
+from callbacks.weight_snapshot import WeightSnapshot, call_with
+from framework.checks import OneOf, at_least, check
 from framework.errors import UserError
-from lightning_modules.base import ADAPTED_OUTPUTS
+from framework.optimisation import make_optimiser
+from lightning_modules.capabilities import SelfSupervisedAdaptation
 
 
 @dataclass
@@ -52,18 +55,49 @@ def repeat_rows(batch: dict, start: int, stop: int, copies: int) -> dict:
     return out
 
 
-class PerInstanceAdaptation(AdaptationCallback):
+def step_groups(losses: dict[str, torch.Tensor], params: dict[str, list[torch.Tensor]],
+                optimizers: dict[str, torch.optim.Optimizer], scaler=None) -> None:
+    """One optimisation step per parameter group, each on its own loss.
+
+    All gradients come from the same forward pass and are taken before any
+    parameter moves, so a group's step never changes another group's gradient
+    (the generator/discriminator split of a GAN objective needs this).
+    """
+    for group, loss in losses.items():
+        if not torch.isfinite(loss).all():
+            raise UserError(f"test-time adaptation diverged: the '{group}' loss is {loss.detach().float().sum().item()}; "
+                            f"lower adaptation.lr")
+    grads = {}
+    names = list(params)
+    for k, group in enumerate(names):
+        loss = losses[group]
+        if scaler is not None:
+            loss = scaler.scale(loss)
+        grads[group] = torch.autograd.grad(loss, params[group], retain_graph=k < len(names) - 1,
+                                           allow_unused=True)
+    for group in names:
+        for p, g in zip(params[group], grads[group]):
+            p.grad = None if g is None else g.to(p.dtype)
+        if scaler is not None:
+            scaler.step(optimizers[group])
+        else:
+            optimizers[group].step()
+    if scaler is not None:
+        scaler.update()
+
+
+class PerInstanceAdaptation(TestTimeCallback):
+    requires = SelfSupervisedAdaptation
+
     def __init__(self, cfg: PerInstanceAdaptationConfig | dict):
         super().__init__()
         self.cfg = cfg if isinstance(cfg, PerInstanceAdaptationConfig) else PerInstanceAdaptationConfig(**cfg)
         c = self.cfg
-        if c.mode not in ("vanilla", "online"):
-            raise UserError(f"adaptation.mode must be 'vanilla' or 'online', not {c.mode!r}")
-        for key in ("steps", "skip", "copies", "chunk"):
-            if getattr(c, key) < 1:
-                raise UserError(f"adaptation.{key} must be at least 1, got {getattr(c, key)}")
+        check(c, "adaptation", mode=OneOf(("vanilla", "online")), steps=at_least(1), skip=at_least(1),
+              copies=at_least(1), chunk=at_least(1), optimizer=OneOf(("adam", "adamw", "sgd")))
         if c.mode == "vanilla" and c.skip != 1:
-            raise UserError("adaptation.skip only applies to online mode (vanilla resets every instance)")
+            raise UserError(f"adaptation.skip: must be 1 in vanilla mode (it resets every instance; skip applies "
+                            f"to online mode), got {c.skip!r}")
         self.adapted_instances = 0  # how many instances triggered adaptation (for tests and reports)
 
     def settings(self) -> dict:
@@ -73,9 +107,18 @@ class PerInstanceAdaptation(AdaptationCallback):
         if not self.active:
             return
         super().on_test_start(trainer, pl_module)
+        self.snapshot = WeightSnapshot(pl_module)
+        self.original = self.snapshot.weights
         self.seen = 0
         self.adapted_instances = 0
         self.optimizers = None
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if self.active:  # leave the in-memory module as it was loaded: adaptation is per test run
+            self.snapshot.restore(pl_module)
+
+    def restore(self, pl_module) -> None:
+        self.snapshot.restore(pl_module)
 
     # ------------------------------------------------------------------ helpers
     def _params(self, pl_module) -> dict[str, list[torch.Tensor]]:
@@ -83,7 +126,7 @@ class PerInstanceAdaptation(AdaptationCallback):
 
     def _new_optimizers(self, params: dict[str, list[torch.Tensor]]) -> dict[str, torch.optim.Optimizer]:
         c = self.cfg
-        return {g: make_optimizer(c.optimizer, ps, c.lr, c.weight_decay) for g, ps in params.items()}
+        return {g: make_optimiser(c.optimizer, ps, c.lr, c.weight_decay) for g, ps in params.items()}
 
     def _adapt(self, trainer, pl_module, instance_batch: dict) -> None:
         params = self._params(pl_module)
@@ -135,10 +178,10 @@ class PerInstanceAdaptation(AdaptationCallback):
         scaler = grad_scaler(trainer)
 
         def losses_of(p, b):
-            return functional_call(pl_module, p, (b,), {"task": "adaptation_losses"})
+            return call_with(pl_module, p, pl_module.adaptation_losses, b)
 
         def predict_with(p, b):
-            return functional_call(pl_module, p, (b,), {"task": "predict"})
+            return call_with(pl_module, p, pl_module.predict, b)
 
         outputs = []
         for start in range(0, size, c.chunk):

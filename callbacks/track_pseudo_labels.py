@@ -12,13 +12,14 @@ static, easy tracks would otherwise make up almost every group.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
+from framework.checks import OneOf, at_least, check, fraction
 from framework.errors import UserError
-from geometry.tracks import cycle_errors, grid_points, inside_frame, mean_speed, window_points
+from geometry.tracks import Tracker, consistent_tracks, grid_points, inside_frame, mean_speed, window_points
 
 
 SELECTIONS = ("cycle", "random")
@@ -42,34 +43,9 @@ class TrackLabelConfig:
 
 
 def validate_track_label_config(c: TrackLabelConfig, key: str = "adaptation") -> None:
-    for name in ("tau", "min_speed"):
-        if not getattr(c, name) >= 0:
-            raise UserError(f"{key}.{name}: must be >= 0, got {getattr(c, name)}")
-    for name in ("clip_stride", "grid_spacing", "dense_spacing", "group_size"):
-        if getattr(c, name) < 1:
-            raise UserError(f"{key}.{name}: must be at least 1, got {getattr(c, name)}")
-    for name in ("dense_window", "dense_seeds", "margin"):
-        if getattr(c, name) < 0:
-            raise UserError(f"{key}.{name}: must be >= 0, got {getattr(c, name)}")
-    if c.selection not in SELECTIONS:
-        raise UserError(f"{key}.selection: must be one of {', '.join(SELECTIONS)}, got {c.selection!r}")
-    if not 0 <= c.fast_share <= 1:
-        raise UserError(f"{key}.fast_share: must lie in [0, 1], got {c.fast_share}")
-
-
-Tracker = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (1, S, 3, H, W), (1, M, 2) -> (1, S, M, 2)
-
-
-def consistent_tracks(track: Tracker, clip: torch.Tensor, queries: torch.Tensor, tau: float,
-                      margin: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Track ``queries`` (M, 2) through ``clip`` (1, S, 3, H, W) forward and back; returns the
-    forward tracks (S, M, 2) and the (M,) mask of those that pass the cycle check."""
-    forward = track(clip, queries[None])
-    backward = track(clip.flip(1), forward[:, -1]).flip(1)
-    h, w = clip.shape[-2:]
-    inside = inside_frame(forward, h, w, margin)[0]
-    keep = (cycle_errors(forward, backward)[0] < tau) & inside
-    return forward[0], keep
+    check(c, key, tau=at_least(0), min_speed=at_least(0), clip_stride=at_least(1), grid_spacing=at_least(1),
+          dense_spacing=at_least(1), group_size=at_least(1), dense_window=at_least(0), dense_seeds=at_least(0),
+          margin=at_least(0), selection=OneOf(SELECTIONS), fast_share=fraction())
 
 
 def clip_labels(track: Tracker, clip: torch.Tensor, cfg: TrackLabelConfig,

@@ -18,11 +18,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from callbacks.adaptation_base import autocast
 from callbacks.track_pseudo_labels import (TrackLabelConfig, clip_labels, draw_group, grid_points,
                                            validate_track_label_config)
-from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement, test_dataset
-from datamodules.flow_augment import ColorJitter
+from callbacks.per_video import test_dataset
+from callbacks.test_time import autocast
+from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement
+from datamodules.colour_jitter import ColorJitter
+from framework.checks import OneOf, at_least, check, fraction
 from framework.errors import UserError
 
 OBJECTIVES = ("pseudo_labels", "photometric", "feature")
@@ -45,14 +47,9 @@ class TrackRefinementConfig(FineTuneConfig, TrackLabelConfig):
 
 
 def validate_track_refinement_config(c: TrackRefinementConfig, key: str = "adaptation") -> None:
-    if c.objective not in OBJECTIVES:
-        raise UserError(f"{key}.objective: must be one of {', '.join(OBJECTIVES)}, got {c.objective!r}")
+    check(c, key, objective=OneOf(OBJECTIVES))
     validate_track_label_config(c, key)
-    if c.iters is not None and c.iters < 1:
-        raise UserError(f"{key}.iters: must be at least 1, got {c.iters}")
-    for name in ("h_flip_prob", "v_flip_prob"):
-        if not 0 <= getattr(c, name) <= 1:
-            raise UserError(f"{key}.{name}: must lie in [0, 1], got {getattr(c, name)}")
+    check(c, key, iters=at_least(1, optional=True), h_flip_prob=fraction(), v_flip_prob=fraction())
 
 
 class TrackLabels(TrainingSet):
@@ -130,12 +127,12 @@ class TrackRefinement(VideoRefinement):
         c = self.cfg
         if rows["frames"].shape[0] != 1:
             raise UserError("track refinement adapts one video at a time: set data.test_batch_size=1")
-        clips, starts = self._clips(rows["frames"][0].float(), pl_module.cfg.S)
+        clips, starts = self._clips(rows["frames"][0].float(), pl_module.clip_frames)
         stats: dict[str, float] = {"clips": float(len(clips))}
         if c.objective == "pseudo_labels":
             def track(clip: torch.Tensor, xys: torch.Tensor) -> torch.Tensor:
                 with torch.no_grad(), autocast(trainer):
-                    return self.teacher_predict(pl_module, {"frames": clip, "xys": xys}, task="window")["trajs"].float()
+                    return self.teacher(pl_module, {"frames": clip, "xys": xys})["trajs"].float()
 
             truth = getattr(test_dataset(trainer), "track", None)  # exact tracks of any query (synthetic data)
             tracks, queried, kept, errors = [], 0.0, 0.0, ([], [])
@@ -149,9 +146,9 @@ class TrackRefinement(VideoRefinement):
                     distance = track_errors(truth, video, start, torch.cat([labels, rejected], 1))
                     errors[0].append(distance[:, :labels.shape[1]].ravel())
                     errors[1].append(distance.ravel())
-                if i == 0 and len(self.label_pictures) < c.pictures:
+                if i == 0 and len(self.pictures) < c.pictures:
                     from callbacks.track_pictures import label_picture
-                    self.label_pictures.append(label_picture(clip, labels, rejected))
+                    self.pictures.append(label_picture(clip, labels, rejected))
             stats.update({"queried": queried, "label_tracks": kept, "label_share": kept / max(queried, 1.0)})
             if callable(truth):  # how accurate the kept labels are, against all the teacher's tracks
                 for key, side in zip(("label_ate", "teacher_ate"), errors):

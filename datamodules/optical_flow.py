@@ -28,6 +28,7 @@ from datamodules.readers.footage import UserFootage
 from datamodules.sampling import EpochSeededSampler, EpochTaggedSampler
 from datamodules.synthetic.flow_scenes import (SyntheticFlowDomain, SyntheticFlowPairs, flow_source_domain,
                                                flow_target_domain, validate_domain)
+from framework.checks import OneOf, at_least, check
 from framework.errors import UserError
 
 KINDS = ("synthetic", "sintel", "chairs", "things", "kitti", "footage")
@@ -117,37 +118,28 @@ class OpticalFlowDataModule(SourceTargetDataModule):
     # ---- validation -------------------------------------------------------------
     def _validate(self) -> None:
         c, k = self.cfg, self.key
-        for name in ("train_videos", "val_videos", "test_videos", "num_workers", "seed"):
-            if getattr(c, name) < 0:
-                raise UserError(f"{k}.{name}: must be >= 0, got {getattr(c, name)}")
-        for name in ("batch_size", "test_batch_size"):
-            if getattr(c, name) < 1:
-                raise UserError(f"{k}.{name}: must be >= 1, got {getattr(c, name)}")
+        check(c, k, train_videos=at_least(0), val_videos=at_least(0), test_videos=at_least(0), num_workers=at_least(0),
+              seed=at_least(0), batch_size=at_least(1), test_batch_size=at_least(1))
         crop = list(c.crop_size)
         if len(crop) != 2 or any(int(v) < MIN_SIZE or int(v) % 8 for v in crop):
-            raise UserError(f"{k}.crop_size: expected [height, width], multiples of 8 and at least {MIN_SIZE} "
+            raise UserError(f"{k}.crop_size: must be [height, width], multiples of 8 and at least {MIN_SIZE} "
                             f"(RAFT pools its correlation 3 times at 1/8 resolution), got {crop}")
         if c.min_scale > c.max_scale:
-            raise UserError(f"{k}.min_scale: {c.min_scale} exceeds max_scale {c.max_scale}")
+            raise UserError(f"{k}.min_scale: must be <= max_scale ({c.max_scale}), got {c.min_scale}")
         for domain in DOMAINS:
             d = getattr(c, domain)
-            if d.kind not in KINDS:
-                raise UserError(f"{k}.{domain}.kind: unknown dataset kind '{d.kind}'; expected one of {', '.join(KINDS)}")
+            check(d, f"{k}.{domain}", kind=OneOf(KINDS))
             if d.kind == "synthetic":
                 validate_domain(plain(d.synthetic), f"{k}.{domain}.synthetic")
-            if d.pass_name not in ("clean", "final"):
-                raise UserError(f"{k}.{domain}.pass_name: must be clean or final, got '{d.pass_name}'")
+            check(d, f"{k}.{domain}", pass_name=OneOf(("clean", "final")))
             self._validate_footage(d, f"{k}.{domain}")
 
     @staticmethod
     def _validate_footage(d: FlowDomainConfig, where: str) -> None:
-        if d.frame_step < 1:
-            raise UserError(f"{where}.frame_step: must be >= 1, got {d.frame_step}")
-        if d.max_frames is not None and d.max_frames < 2:
-            raise UserError(f"{where}.max_frames: must be >= 2 (one pair needs two frames) or null, got {d.max_frames}")
+        check(d, where, frame_step=at_least(1), max_frames=at_least(2, optional=True))  # a pair needs two frames
         if d.resize is not None and (len(d.resize) != 2 or any(int(v) < MIN_SIZE for v in d.resize)):
-            raise UserError(f"{where}.resize: expected [height, width], each at least {MIN_SIZE} (RAFT's smallest "
-                            f"frame), or null; got {list(d.resize)}")
+            raise UserError(f"{where}.resize: must be [height, width], each at least {MIN_SIZE} (RAFT's smallest "
+                            f"frame), or null, got {list(d.resize)}")
 
     def _build(self, name: str, part: str) -> Dataset:
         c, d = self.cfg, getattr(self.cfg, name)

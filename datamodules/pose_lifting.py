@@ -2,7 +2,7 @@
 
 Each domain is synthetic (the embedded default, ``SyntheticPoseDomain``) or a real
 dataset read from its released files (Human3.6M / VideoPose3D npz, MPI-INF-3DHP
-test npz, 3DPW pickles). Batches follow /work/spec.md: ``pose2d``, ``pose3d``,
+test npz, 3DPW pickles). Batches, the same for every domain: ``pose2d``, ``pose3d``,
 ``index`` (+ ``camera``, ``root_position``, ``root_depth`` where the dataset knows them).
 
 Parts: ``train`` and ``val`` come from the source, ``test`` from ``test_domain``
@@ -22,6 +22,7 @@ from datamodules.readers.mpi_inf_3dhp import DEFAULT_FILENAME, MPIInf3DHPDataset
 from datamodules.readers.pw3d import PW3DDataset
 from datamodules.synthetic.skeleton_poses import (SyntheticPoseDataset, SyntheticPoseDomain, lab_domain,
                                                   validate_domain, wild_domain)
+from framework.checks import OneOf, at_least, check, fraction
 from framework.errors import UserError
 
 KINDS = ("synthetic", "h36m", "mpi_inf_3dhp", "3dpw")
@@ -72,22 +73,12 @@ class PoseLiftingDataModule(SourceTargetDataModule):
     # ---- validation -------------------------------------------------------------
     def _validate(self) -> None:
         c, k = self.cfg, self.key
-        for name in ("train_length", "val_length", "test_length", "num_workers"):
-            if getattr(c, name) < 0:
-                raise UserError(f"{k}.{name}: must be >= 0, got {getattr(c, name)}")
-        for name in ("batch_size", "test_batch_size"):
-            if getattr(c, name) < 1:
-                raise UserError(f"{k}.{name}: must be >= 1, got {getattr(c, name)}")
-        if c.seed < 0:
-            raise UserError(f"{k}.seed: must be >= 0, got {c.seed}")
-        if not 0.0 < c.val_fraction <= 1.0:
-            raise UserError(f"{k}.val_fraction: must lie in (0, 1], got {c.val_fraction}")
+        check(c, k, train_length=at_least(0), val_length=at_least(0), test_length=at_least(0), num_workers=at_least(0),
+              batch_size=at_least(1), test_batch_size=at_least(1), seed=at_least(0),
+              val_fraction=fraction(open_low=True))
         for domain in DOMAINS:
             d = getattr(c, domain)
-            if d.kind not in KINDS:
-                raise UserError(f"{k}.{domain}.kind: unknown dataset kind '{d.kind}'; expected one of {', '.join(KINDS)}")
-            if d.stride < 1:
-                raise UserError(f"{k}.{domain}.stride: must be >= 1, got {d.stride}")
+            check(d, f"{k}.{domain}", kind=OneOf(KINDS), stride=at_least(1))
             if d.kind == "synthetic":
                 validate_domain(plain(d.synthetic), f"{k}.{domain}.synthetic")
         if self.test_domain == "source" and c.source.kind == "mpi_inf_3dhp":

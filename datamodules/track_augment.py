@@ -21,7 +21,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from datamodules.flow_augment import ColorJitter, _as_dtype
+from datamodules.colour_jitter import ColorJitter, as_dtype
 from framework.errors import UserError
 
 
@@ -287,5 +287,5 @@ class TrackAugmentor:
         else:
             out, trajs = random_crop(out, trajs, rng, self.crop_size)
         valid = valid & inside(trajs, *self.crop_size)
-        return (np.ascontiguousarray(_as_dtype(out, like)), np.ascontiguousarray(trajs, dtype=np.float32),
+        return (np.ascontiguousarray(as_dtype(out, like)), np.ascontiguousarray(trajs, dtype=np.float32),
                 visible & valid, valid)

@@ -24,6 +24,16 @@ def run_main(body: Callable[[list[str]], int], argv: list[str] | None = None) ->
         return 2
 
 
+def apply_threads(cfg) -> None:
+    """Set torch's intra-op thread count from ``threads`` (before any work is done)."""
+    import torch
+    if cfg.threads is not None:
+        if cfg.threads < 1:
+            raise UserError(f"threads: must be at least 1 (or null for torch's default), got {cfg.threads}")
+        torch.set_num_threads(int(cfg.threads))
+        os.environ["OMP_NUM_THREADS"] = str(cfg.threads)  # Lightning's DDP launcher sets its own count otherwise
+
+
 def shared_run_dir(choose: Callable[[], Path]) -> Path:
     """The run folder, chosen once by the launching process and inherited by the
     processes Lightning's DDP launcher starts (they re-run this script)."""

@@ -6,7 +6,7 @@ Every problem becomes one ``UserError`` line that names the key or the file.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -87,6 +87,10 @@ class RunConfig:
     run_name: Optional[str] = None
     output_dir: str = "outputs"
     seed: int = 0
+    # torch's intra-op threads per process (None: torch's default, one per core). One is the measured
+    # choice on CPUs: these models gain little from more, and lose several times as soon as another
+    # process competes for the cores (README, "Speed"); DDP runs one process per device anyway.
+    threads: Optional[int] = 1
     # train.py: true resumes the newest run of this config from its last checkpoint, a path resumes from it
     resume: Any = False
     # adapt.py: the checkpoint to adapt; by default the newest one train.py wrote for this config
@@ -95,6 +99,15 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     pictures: PicturesConfig = field(default_factory=PicturesConfig)
+
+
+def method_schema(method: str, **sections: type) -> type:
+    """A method's config schema: the shared keys plus its own sections (``data``, ``model``,
+    ``adaptation`` ...), each a dataclass. Built with ``make_dataclass`` so the section types are
+    real classes whatever the caller's ``from __future__`` imports."""
+    columns = [("method", str, field(default=method))]
+    columns += [(name, section, field(default_factory=section)) for name, section in sections.items()]
+    return make_dataclass(f"{method.title().replace('_', '')}Config", columns, bases=(RunConfig,))
 
 
 def parse_args(argv: list[str], description: str) -> tuple[list[str], list[str]]:

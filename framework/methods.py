@@ -1,15 +1,21 @@
-"""The registry that ties a method name to its config schema, LightningModule,
-datamodule and callbacks. train.py and adapt.py only talk to this."""
+"""The method registry: a method's own file registers its name, config schema, LightningModule,
+datamodule, callbacks and weight sources (``@register``), and train.py and adapt.py only talk to
+this. Nothing here names a method: ``get_method`` imports ``lightning_modules.<name>`` (a module
+or a package) and, for the list of known methods, every module of that package."""
 # no `from __future__ import annotations`: OmegaConf reads the schema dataclasses' annotations at run time
-from dataclasses import dataclass, field
+import importlib
+import pkgutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import pytorch_lightning as pl
 
-from framework.config import RunConfig, to_plain
+from framework.config import to_plain
 from framework.errors import UserError
 from framework.io import load_checkpoint
+
+METHODS_PACKAGE = "lightning_modules"
 
 
 @dataclass(frozen=True)
@@ -22,103 +28,45 @@ class MethodSpec:
     pictures: Optional[Callable[[object], pl.Callback]] = None
     # adapt.py: a callback writing the adapted predictions into the run folder (or None for this config)
     writer: Optional[Callable[[object, Path], Optional[pl.Callback]]] = None
+    # weight files not trained by train.py that building the module loads (the authors' releases), by
+    # role; adapt.py needs no checkpoint of this framework when every weight comes from them
+    pretrained: Callable[[object], dict[str, str]] = lambda cfg: {}
 
 
-def _iso() -> MethodSpec:
-    from callbacks.per_instance import PerInstanceAdaptation, PerInstanceAdaptationConfig
-    from callbacks.skeleton_pictures import SkeletonPictures
-    from datamodules.pose_lifting import PoseDataConfig, PoseLiftingDataModule
-    from lightning_modules.iso import ISOModelConfig, ISOModule
-
-    @dataclass
-    class ISOConfig(RunConfig):
-        method: str = "iso"
-        data: PoseDataConfig = field(default_factory=PoseDataConfig)
-        model: ISOModelConfig = field(default_factory=ISOModelConfig)
-        adaptation: PerInstanceAdaptationConfig = field(default_factory=PerInstanceAdaptationConfig)
-
-    return MethodSpec(
-        name="iso",
-        schema=ISOConfig,
-        module=ISOModule,
-        datamodule=lambda cfg, domain: PoseLiftingDataModule(cfg.data, test_domain=domain),
-        adaptation=lambda cfg: PerInstanceAdaptation(PerInstanceAdaptationConfig(**to_plain(cfg.adaptation))),
-        pictures=lambda cfg: SkeletonPictures(cfg.pictures.num_samples, cfg.pictures.size),
-    )
+REGISTRY: dict[str, Callable[[], MethodSpec]] = {}
 
 
-def _raft_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:
-    """Footage has no ground truth to score: the refined flow itself is the result, so write it."""
-    if cfg.data.target.kind != "footage":
-        return None
-    from callbacks.flow_writer import FlowWriter
-    return FlowWriter(run_dir / "flow")
+def register(name: str) -> Callable[[Callable[[], MethodSpec]], Callable[[], MethodSpec]]:
+    """Decorate the function that builds a method's spec (called only when the method is used, so
+    its imports stay local to it)."""
+    def add(factory: Callable[[], MethodSpec]) -> Callable[[], MethodSpec]:
+        if name in REGISTRY and REGISTRY[name] is not factory:
+            raise RuntimeError(f"method {name!r} is registered twice")
+        REGISTRY[name] = factory
+        return factory
+    return add
 
 
-def _raft() -> MethodSpec:
-    from callbacks.flow_pictures import FlowPictures
-    from callbacks.flow_refinement import FlowRefinement, FlowRefinementConfig
-    from datamodules.optical_flow import FlowDataConfig, OpticalFlowDataModule
-    from lightning_modules.raft import RAFTModelConfig, RAFTModule
-
-    @dataclass
-    class RAFTConfig(RunConfig):
-        method: str = "raft"
-        data: FlowDataConfig = field(default_factory=FlowDataConfig)
-        model: RAFTModelConfig = field(default_factory=RAFTModelConfig)
-        adaptation: FlowRefinementConfig = field(default_factory=FlowRefinementConfig)
-
-    return MethodSpec(
-        name="raft",
-        schema=RAFTConfig,
-        module=RAFTModule,
-        datamodule=lambda cfg, domain: OpticalFlowDataModule(cfg.data, test_domain=domain),
-        adaptation=lambda cfg: FlowRefinement(FlowRefinementConfig(**to_plain(cfg.adaptation))),
-        pictures=lambda cfg: FlowPictures(cfg.pictures.num_samples, cfg.pictures.size),
-        writer=_raft_writer,
-    )
-
-
-def _pips_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:
-    """Footage has no ground truth: the refined tracks (npz) and an overlay video are the result."""
-    if cfg.data.target.kind != "footage":
-        return None
-    from callbacks.track_writer import TrackWriter
-    return TrackWriter(run_dir / "tracks")
-
-
-def _pips() -> MethodSpec:
-    from callbacks.track_pictures import TrackPictures
-    from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig
-    from datamodules.point_tracking import TrackDataConfig, PointTrackingDataModule
-    from lightning_modules.pips import PIPsModelConfig, PIPsModule
-
-    @dataclass
-    class PIPsConfig(RunConfig):
-        method: str = "pips"
-        data: TrackDataConfig = field(default_factory=TrackDataConfig)
-        model: PIPsModelConfig = field(default_factory=PIPsModelConfig)
-        adaptation: TrackRefinementConfig = field(default_factory=TrackRefinementConfig)
-
-    return MethodSpec(
-        name="pips",
-        schema=PIPsConfig,
-        module=PIPsModule,
-        datamodule=lambda cfg, domain: PointTrackingDataModule(cfg.data, test_domain=domain),
-        adaptation=lambda cfg: TrackRefinement(TrackRefinementConfig(**to_plain(cfg.adaptation))),
-        pictures=lambda cfg: TrackPictures(cfg.pictures.num_samples, cfg.pictures.size),
-        writer=_pips_writer,
-    )
-
-
-REGISTRY: dict[str, Callable[[], MethodSpec]] = {"iso": _iso, "raft": _raft, "pips": _pips}
+def known_methods() -> list[str]:
+    package = importlib.import_module(METHODS_PACKAGE)
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{METHODS_PACKAGE}.{info.name}")
+    return sorted(REGISTRY)
 
 
 def get_method(name: str) -> MethodSpec:
-    try:
-        return REGISTRY[name]()
-    except KeyError:
-        raise UserError(f"config key 'method': unknown method {name!r}; known: {sorted(REGISTRY)}") from None
+    if name not in REGISTRY and isinstance(name, str) and name.isidentifier():
+        try:
+            importlib.import_module(f"{METHODS_PACKAGE}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{METHODS_PACKAGE}.{name}":
+                raise
+    if name not in REGISTRY:
+        raise UserError(f"method: unknown method {name!r}; must be one of {', '.join(known_methods())}")
+    spec = REGISTRY[name]()
+    if spec.name != name:
+        raise RuntimeError(f"the spec registered as {name!r} calls itself {spec.name!r}")
+    return spec
 
 
 def schema_for(name: str) -> type:
@@ -126,10 +74,9 @@ def schema_for(name: str) -> type:
 
 
 def build_module(spec: MethodSpec, cfg) -> pl.LightningModule:
-    try:
-        return spec.module(method=spec.name, model=to_plain(cfg.model))
-    except (TypeError, ValueError) as e:
-        raise UserError(f"model: {e}") from None
+    """The module of the config's model section. Its own checks raise UserError (one line naming the
+    key); any other exception is a bug and keeps its traceback."""
+    return spec.module(method=spec.name, model=to_plain(cfg.model))
 
 
 def load_module(spec: MethodSpec, cfg, ckpt_path) -> pl.LightningModule:

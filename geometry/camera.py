@@ -1,6 +1,6 @@
 """Camera projections and screen-coordinate normalisation (pure torch, batched).
 
-Conventions (see /work/spec.md): camera frame x right, y down, z forward;
+Conventions (those of VideoPose3D): camera frame x right, y down, z forward;
 normalised screen coordinates u_n = u / w * 2 - 1, v_n = v / w * 2 - h / w.
 """
 from __future__ import annotations

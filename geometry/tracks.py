@@ -2,6 +2,8 @@
 forward-backward cycle errors, staying inside the frame, speed."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from framework.errors import UserError
@@ -53,3 +55,18 @@ def window_points(seeds: torch.Tensor, window: int, spacing: int, height: int, w
     ok = ((points[:, 0] >= margin) & (points[:, 0] <= width - 1 - margin) &
           (points[:, 1] >= margin) & (points[:, 1] <= height - 1 - margin))
     return points[ok]
+
+
+Tracker = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (1, S, 3, H, W), (1, M, 2) -> (1, S, M, 2)
+
+
+def consistent_tracks(track: Tracker, clip: torch.Tensor, queries: torch.Tensor, tau: float,
+                      margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Track ``queries`` (M, 2) through ``clip`` (1, S, 3, H, W) forward and back; returns the
+    forward tracks (S, M, 2) and the (M,) mask of those that pass the cycle check."""
+    forward = track(clip, queries[None])
+    backward = track(clip.flip(1), forward[:, -1]).flip(1)
+    h, w = clip.shape[-2:]
+    inside = inside_frame(forward, h, w, margin)[0]
+    keep = (cycle_errors(forward, backward)[0] < tau) & inside
+    return forward[0], keep

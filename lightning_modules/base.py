@@ -9,9 +9,8 @@ A method module:
   ``test_step`` uses outputs an adaptation callback left in the batch under
   ``ADAPTED_OUTPUTS`` when there are any, so callbacks decide which weights
   made each prediction without the module knowing about them;
-- names what test-time adaptation may change (``adaptation_groups``: group ->
-  parameter names, one optimizer per group) and the objective
-  (``adaptation_losses``: group -> scalar loss minimised w.r.t. that group).
+- declares the test-time work it supports by inheriting the interfaces of
+  ``lightning_modules/capabilities.py``, which the test-time callbacks check.
 """
 from __future__ import annotations
 
@@ -67,14 +66,8 @@ class MethodModule(pl.LightningModule, ABC):
                     where = index[bad].tolist()[:5] if torch.is_tensor(index) else bad.nonzero().flatten().tolist()[:5]
                     raise UserError(f"input '{key}' contains NaN or Inf (samples {where})")
 
-    def forward(self, batch: dict, task: str = "predict") -> Any:
-        """Single functional entry point (``torch.func.functional_call`` only calls forward):
-        ``task='predict'`` returns predictions, ``task='adaptation_losses'`` the adaptation objective."""
-        if task == "predict":
-            return self.predict(batch)
-        if task == "adaptation_losses":
-            return self.adaptation_losses(batch)
-        raise ValueError(f"unknown task {task!r}")
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.predict(batch)
 
     def test_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         outputs = batch.pop(ADAPTED_OUTPUTS, None)
@@ -83,18 +76,6 @@ class MethodModule(pl.LightningModule, ABC):
             outputs = self.predict(batch)
         self.update_test_metrics(outputs, batch)
         return outputs
-
-    # -------------------------------------------------------------- adaptation
-    def adaptation_groups(self) -> dict[str, list[str]]:
-        """Parameter names (as in ``named_parameters``) test-time adaptation may update, by group."""
-        return {}
-
-    def adaptation_losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        raise UserError(f"method '{self.method}' has no self-supervised test-time adaptation objective")
-
-    def adaptation_parameters(self) -> dict[str, list[nn.Parameter]]:
-        params = dict(self.named_parameters())
-        return {g: [params[n] for n in names] for g, names in self.adaptation_groups().items()}
 
     # ------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

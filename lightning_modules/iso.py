@@ -7,8 +7,12 @@ from typing import Optional
 
 import torch
 
+from framework.checks import OneOf, check
+from framework.config import method_schema, to_plain
+from framework.methods import MethodSpec, register
 from geometry.skeletons import flip_horizontal, get_skeleton
 from lightning_modules.base import MethodModule
+from lightning_modules.capabilities import SelfSupervisedAdaptation
 from lightning_modules.iso_losses import SSLConfig, fsl_loss, ssl_losses
 from metrics.pose3d import pose3d_metric_collection
 from nets.lifter import ISOLifter
@@ -46,15 +50,14 @@ class ISOModelConfig:
     eval_joints: Optional[list[int]] = None
 
 
-class ISOModule(MethodModule):
+class ISOModule(MethodModule, SelfSupervisedAdaptation):
     method = "iso"
     ddp_find_unused_parameters = True  # generator and discriminator losses each reach part of the net
 
     def __init__(self, method: str, model: dict, **extra):
         super().__init__(method, model, **extra)
         self.cfg = ISOModelConfig(**model)
-        if self.cfg.ssl not in ("cycle", "adversary", "none"):
-            raise ValueError(f"model.ssl must be cycle, adversary or none, not {self.cfg.ssl!r}")
+        check(self.cfg, "model", ssl=OneOf(("cycle", "adversary", "none")))
         self.skeleton = get_skeleton(self.cfg.skeleton)
         self.net = ISOLifter(self.skeleton.num_joints, self.cfg.width, self.cfg.extractor_blocks,
                              self.cfg.head_blocks, self.cfg.discriminator_blocks, self.cfg.dropout)
@@ -161,3 +164,19 @@ class ISOModule(MethodModule):
                              "it cannot be adapted")
         return ssl_losses(self.centre(batch["pose2d"]), self.lift_ssl, self.net.discriminator,
                           self.skeleton.root, self.ssl_cfg)
+
+
+@register("iso")
+def method() -> MethodSpec:
+    from callbacks.per_instance import PerInstanceAdaptation, PerInstanceAdaptationConfig
+    from callbacks.skeleton_pictures import SkeletonPictures
+    from datamodules.pose_lifting import PoseDataConfig, PoseLiftingDataModule
+
+    return MethodSpec(
+        name="iso",
+        schema=method_schema("iso", data=PoseDataConfig, model=ISOModelConfig, adaptation=PerInstanceAdaptationConfig),
+        module=ISOModule,
+        datamodule=lambda cfg, domain: PoseLiftingDataModule(cfg.data, test_domain=domain),
+        adaptation=lambda cfg: PerInstanceAdaptation(PerInstanceAdaptationConfig(**to_plain(cfg.adaptation))),
+        pictures=lambda cfg: SkeletonPictures(cfg.pictures.num_samples, cfg.pictures.size),
+    )

@@ -3,9 +3,9 @@ linear OneCycle schedule stepped every optimiser step (length total + 100, as th
 gradient-norm clipping from the model config unless the trainer sets its own."""
 from __future__ import annotations
 
-import torch
 
 from framework.errors import UserError
+from framework.optimisation import make_optimiser, make_schedule
 
 
 class AdamWOneCycle:
@@ -14,16 +14,14 @@ class AdamWOneCycle:
 
     def configure_optimizers(self):
         c = self.cfg
-        optimizer = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay, eps=c.eps)
+        optimizer = make_optimiser("adamw", self.net.parameters(), c.lr, c.weight_decay, c.eps, key="model.optimizer")
         steps = c.total_steps
         if steps is None:
             steps = int(self.trainer.estimated_stepping_batches)
             if steps <= 0 or steps == float("inf"):
                 raise UserError("model.total_steps: set it (or trainer.max_epochs / max_steps) so the "
                                 "OneCycle schedule knows its length")
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=c.lr, total_steps=int(steps) + 100, pct_start=c.pct_start,
-            cycle_momentum=False, anneal_strategy="linear")
+        scheduler = make_schedule("onecycle", optimizer, int(steps), c.lr, c.pct_start)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):

@@ -10,14 +10,21 @@ videos: the same keys with T frames plus ``queries`` (B, N, 3) as (t, x, y); foo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from framework.checks import at_least, check, fraction
+from framework.config import method_schema, to_plain
 from framework.errors import UserError
+from framework.methods import MethodSpec, register
 from geometry.flow import sample_points
+from geometry.tracks import consistent_tracks
 from lightning_modules.base import MethodModule
+from lightning_modules.capabilities import TeacherRefinement
 from lightning_modules.optimisation import AdamWOneCycle
 from lightning_modules.pips_losses import pips_total_loss
 from metrics.tracking import tracking_metric_collection, tracking_per_video
@@ -81,20 +88,16 @@ def constancy_loss(coords: list[torch.Tensor], maps: torch.Tensor, scale: float,
     return total
 
 
-class PIPsModule(AdamWOneCycle, MethodModule):
+class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
     method = "pips"
 
     def __init__(self, method: str, model: dict, **extra):
         super().__init__(method, model, **extra)
         self.cfg = PIPsModelConfig(**model)
         c = self.cfg
-        for name in ("S", "stride", "test_stride", "iters", "test_iters"):
-            if getattr(c, name) < 1:
-                raise ValueError(f"model.{name} must be >= 1, got {getattr(c, name)}")
-        if not 0 < c.gamma <= 1:
-            raise ValueError(f"model.gamma must lie in (0, 1], got {c.gamma}")
-        if not 0 < c.visible_threshold < 1:
-            raise ValueError(f"model.visible_threshold must lie in (0, 1), got {c.visible_threshold}")
+        check(c, "model", S=at_least(1), stride=at_least(1), test_stride=at_least(1), iters=at_least(1),
+              test_iters=at_least(1), gamma=fraction(open_low=True),
+              visible_threshold=fraction(open_low=True, open_high=True))
         self.net = PIPs(S=c.S, stride=c.stride, hidden_dim=c.hidden_dim, latent_dim=c.latent_dim,
                         corr_levels=c.corr_levels, corr_radius=c.corr_radius, mixer_dim=c.mixer_dim,
                         mixer_depth=c.mixer_depth)
@@ -141,10 +144,14 @@ class PIPsModule(AdamWOneCycle, MethodModule):
         finally:
             self.net.stride = self.cfg.stride
 
-    def forward(self, batch: dict, task: str = "predict"):
-        if task == "window":  # the teacher of pseudo-label refinement: one window, final iteration
-            return {"trajs": self.window(batch["frames"], batch["xys"]).coords[-1]}
-        return super().forward(batch, task)
+    @property
+    def clip_frames(self) -> int:
+        """A refinement sample is one S-frame window."""
+        return self.cfg.S
+
+    def teacher_prediction(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Pseudo-label refinement's teacher: one window's final-iteration tracks of ``xys``."""
+        return {"trajs": self.window(batch["frames"], batch["xys"]).coords[-1]}
 
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
         trajs, vis = self.track(batch["frames"], batch["queries"])
@@ -157,8 +164,6 @@ class PIPsModule(AdamWOneCycle, MethodModule):
         """(B,) share of query points that pass the cycle check (``cycle_tau``) over the S-frame
         window starting at their query frame: the label-free score of footage, the same check
         pseudo-labels pass."""
-        from callbacks.track_pseudo_labels import consistent_tracks
-
         def track(clip: torch.Tensor, xys: torch.Tensor) -> torch.Tensor:
             return self.window(clip, xys).coords[-1]
 
@@ -259,3 +264,29 @@ class PIPsModule(AdamWOneCycle, MethodModule):
 
     def on_validation_epoch_end(self) -> None:
         self.log_metrics(self.val_metrics, "val")
+
+
+def footage_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:
+    """Footage has no ground truth: the refined tracks (npz) and an overlay video are the result."""
+    if cfg.data.target.kind != "footage":
+        return None
+    from callbacks.track_writer import TrackWriter
+    return TrackWriter(run_dir / "tracks")
+
+
+@register("pips")
+def method() -> MethodSpec:
+    from callbacks.track_pictures import TrackPictures
+    from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig
+    from datamodules.point_tracking import PointTrackingDataModule, TrackDataConfig
+
+    return MethodSpec(
+        name="pips",
+        schema=method_schema("pips", data=TrackDataConfig, model=PIPsModelConfig, adaptation=TrackRefinementConfig),
+        module=PIPsModule,
+        datamodule=lambda cfg, domain: PointTrackingDataModule(cfg.data, test_domain=domain),
+        adaptation=lambda cfg: TrackRefinement(TrackRefinementConfig(**to_plain(cfg.adaptation))),
+        pictures=lambda cfg: TrackPictures(cfg.pictures.num_samples, cfg.pictures.size),
+        writer=footage_writer,
+        pretrained=lambda cfg: {"pips": cfg.model.pretrained} if cfg.model.pretrained else {},
+    )

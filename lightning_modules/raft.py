@@ -3,12 +3,18 @@ loss, AdamW + OneCycleLR stepped every optimiser step, gradient clipping, option
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
+import pytorch_lightning as pl
 import torch
 
+from framework.checks import OneOf, at_least, check, fraction
+from framework.config import method_schema, to_plain
 from framework.errors import UserError
+from framework.methods import MethodSpec, register
 from lightning_modules.base import MethodModule
+from lightning_modules.capabilities import TeacherRefinement
 from lightning_modules.optimisation import AdamWOneCycle
 from lightning_modules.raft_losses import sequence_loss, unsupervised_sequence_loss
 from metrics.flow import epe_sums, flow_metric_collection, unsupervised_flow_metric_collection
@@ -38,20 +44,16 @@ class RAFTModelConfig:
     pretrained: Optional[str] = None
 
 
-class RAFTModule(AdamWOneCycle, MethodModule):
+class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
     method = "raft"
+    clip_frames = 2  # a refinement sample is one frame pair
 
     def __init__(self, method: str, model: dict, **extra):
         super().__init__(method, model, **extra)
         self.cfg = RAFTModelConfig(**model)
         c = self.cfg
-        if c.metrics not in ("sintel", "kitti"):
-            raise ValueError(f"model.metrics must be sintel or kitti, not {c.metrics!r}")
-        for name in ("iters", "test_iters"):
-            if getattr(c, name) < 1:
-                raise ValueError(f"model.{name} must be >= 1, got {getattr(c, name)}")
-        if not 0 < c.gamma <= 1:
-            raise ValueError(f"model.gamma must lie in (0, 1], got {c.gamma}")
+        check(c, "model", metrics=OneOf(("sintel", "kitti")), iters=at_least(1), test_iters=at_least(1),
+              gamma=fraction(open_low=True))
         self.net = RAFT(small=c.small, corr_mode=c.corr_mode)
         if c.pretrained:
             from nets.raft_checkpoints import load_raft_state_dict
@@ -96,10 +98,9 @@ class RAFTModule(AdamWOneCycle, MethodModule):
             outputs["flow_bw"] = self.flow(batch["image2"], batch["image1"])
         return outputs
 
-    def forward(self, batch: dict, task: str = "predict"):
-        if task == "flow":  # the teacher of pseudo-label refinement: forward flow only
-            return {"flow": self.flow(batch["image1"], batch["image2"])}
-        return super().forward(batch, task)
+    def teacher_prediction(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Pseudo-label refinement's teacher: the forward flow of ``image1`` -> ``image2`` only."""
+        return {"flow": self.flow(batch["image1"], batch["image2"])}
 
     def update_test_metrics(self, outputs: dict, batch: dict) -> None:
         if "flow" in batch:
@@ -154,3 +155,29 @@ class RAFTModule(AdamWOneCycle, MethodModule):
         index, epe, _ = self.test_metrics["epe"].sample_values()
         self.last_test_samples = (index.cpu(), epe.cpu())
         self.log_metrics(self.test_metrics, self.test_stage)
+
+
+def footage_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:
+    """Footage has no ground truth to score: the refined flow itself is the result, so write it."""
+    if cfg.data.target.kind != "footage":
+        return None
+    from callbacks.flow_writer import FlowWriter
+    return FlowWriter(run_dir / "flow")
+
+
+@register("raft")
+def method() -> MethodSpec:
+    from callbacks.flow_pictures import FlowPictures
+    from callbacks.flow_refinement import FlowRefinement, FlowRefinementConfig
+    from datamodules.optical_flow import FlowDataConfig, OpticalFlowDataModule
+
+    return MethodSpec(
+        name="raft",
+        schema=method_schema("raft", data=FlowDataConfig, model=RAFTModelConfig, adaptation=FlowRefinementConfig),
+        module=RAFTModule,
+        datamodule=lambda cfg, domain: OpticalFlowDataModule(cfg.data, test_domain=domain),
+        adaptation=lambda cfg: FlowRefinement(FlowRefinementConfig(**to_plain(cfg.adaptation))),
+        pictures=lambda cfg: FlowPictures(cfg.pictures.num_samples, cfg.pictures.size),
+        writer=footage_writer,
+        pretrained=lambda cfg: {"raft": cfg.model.pretrained} if cfg.model.pretrained else {},
+    )

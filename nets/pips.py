@@ -28,6 +28,7 @@ from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from framework.errors import UserError
@@ -299,15 +300,16 @@ class PIPs(nn.Module):
                 if return_scores:
                     scores.append(corr.score_map(corrs, size))
                 local = corr.lookup(corrs, coords)
-            local = local.permute(0, 2, 1, 3).reshape(b * n, s, -1)
-            motion = (coords - coords[:, :1]).permute(0, 2, 1, 3).reshape(b * n, s, 2)
+            # the mixer works on each track's whole time line: (B, S, N, .) -> (B*N, S, .)
+            local = rearrange(local, "b s n k -> (b n) s k")
+            motion = rearrange(coords - coords[:, :1], "b s n xy -> (b n) s xy")
             motion = torch.cat([motion, times], dim=2)
-            feats_ = feats.permute(0, 2, 1, 3).reshape(b * n, s, c)
+            feats_ = rearrange(feats, "b s n c -> (b n) s c")
 
             delta = self.delta_block(feats_, local, motion)  # (B*N, S, C+2)
             feats_ = self.ffeat_updater(self.norm(delta[..., 2:].reshape(b * n * s, c))) + feats_.reshape(b * n * s, c)
-            feats = feats_.reshape(b, n, s, c).permute(0, 2, 1, 3)
-            coords = coords + delta[..., :2].reshape(b, n, s, 2).permute(0, 2, 1, 3)
+            feats = rearrange(feats_, "(b n s) c -> b s n c", b=b, n=n)
+            coords = coords + rearrange(delta[..., :2], "(b n) s xy -> b s n xy", b=b)
             if not self.training:
                 coords = torch.cat([anchor, coords[:, 1:]], dim=1)
             predictions.append(coords * stride)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from framework.errors import UserError
@@ -191,8 +192,8 @@ def convex_upsample(flow: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     b, _, h, w = flow.shape
     weights = torch.softmax(mask.reshape(b, 1, 9, 8, 8, h, w), dim=2)
     neigh = F.unfold(8 * flow, (3, 3), padding=1).reshape(b, 2, 9, 1, 1, h, w)
-    up = (weights * neigh).sum(dim=2)  # (B, 2, 8, 8, H, W)
-    return up.permute(0, 1, 4, 2, 5, 3).reshape(b, 2, 8 * h, 8 * w)
+    up = (weights * neigh).sum(dim=2)
+    return rearrange(up, "b c dy dx h w -> b c (h dy) (w dx)")
 
 
 def bilinear_upsample8(flow: torch.Tensor) -> torch.Tensor:

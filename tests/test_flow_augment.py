@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.flow_augment import ColorJitter, FlowAugmentor, SparseFlowAugmentor, resize_sparse_flow
+from datamodules.colour_jitter import ColorJitter
+from datamodules.flow_augment import FlowAugmentor, SparseFlowAugmentor, resize_sparse_flow
 from framework.errors import UserError
 from geometry.flow import backward_warp
 

@@ -9,6 +9,7 @@ import torch
 
 from callbacks.flow_pseudo_labels import FlowLabelConfig, densify, flow_pseudo_labels, rebalance_weights
 from callbacks.flow_refinement import FlowLabels, FlowRefinement, FlowRefinementConfig, video_spans
+from callbacks.weight_snapshot import WeightSnapshot
 from datamodules.optical_flow import OpticalFlowDataModule
 from framework.errors import UserError
 from geometry.flow import forward_backward_consistency
@@ -195,7 +196,7 @@ def same(a: dict, b: dict) -> bool:
 
 def test_per_video_mode_resets_to_the_pretrained_weights_before_each_video():
     module, original, callback = run_refinement("per_video")
-    assert callback.refined_videos == 2  # 2 videos of 2 pairs in batches of 3: video 1 spans two batches
+    assert callback.prepared_videos == 2  # 2 videos of 2 pairs in batches of 3: video 1 spans two batches
     assert same(callback.starts[0], original) and same(callback.starts[1], original)
     assert not same(callback.ends[0], original)
     assert same({n: p.detach() for n, p in module.net.named_parameters()}, original)  # restored at test end
@@ -233,13 +234,13 @@ def test_self_supervised_baselines_fine_tune(objective):
 def test_teacher_is_the_pretrained_model_whatever_the_current_weights():
     module = tiny_raft()
     callback = FlowRefinement(FlowRefinementConfig())
-    callback.original = {n: p.detach().clone() for n, p in module.named_parameters() if n.startswith("net.")}
+    callback.snapshot = WeightSnapshot(module)
     batch = {"image1": textured(), "image2": torch.roll(textured(), 2, dims=3)}
     with torch.no_grad():
         before = module.flow(batch["image1"], batch["image2"])
         for p in module.parameters():
             p.add_(0.05)
-        teacher = callback.teacher_predict(module, batch, task="flow")["flow"]
+        teacher = callback.teacher(module, batch)["flow"]
     assert torch.allclose(teacher, before, atol=1e-5)
     assert not torch.allclose(module.flow(batch["image1"], batch["image2"]), before, atol=1e-3)
 

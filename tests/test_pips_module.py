@@ -110,7 +110,7 @@ def same(a: dict, b: dict) -> bool:
 
 def test_per_video_refinement_resets_and_restores_the_weights():
     module, original, callback = run_refinement("per_video")
-    assert callback.refined_videos == 2
+    assert callback.prepared_videos == 2
     assert same(callback.starts[0], original) and same(callback.starts[1], original)
     assert not same(callback.ends[0], original)
     assert same({n: p.detach() for n, p in module.net.named_parameters()}, original)

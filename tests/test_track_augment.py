@@ -3,7 +3,7 @@ they cover, and a generator seed reproduces a sample."""
 import numpy as np
 import pytest
 
-from datamodules.flow_augment import ColorJitter
+from datamodules.colour_jitter import ColorJitter
 from datamodules.track_augment import (TrackAugmentor, covered, erase_patches, flip, replace_patches, rescale,
                                        trackable)
 from framework.errors import UserError

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks.track_pseudo_labels import TrackLabelConfig, clip_labels, consistent_tracks, draw_group
+from callbacks.track_pseudo_labels import TrackLabelConfig, clip_labels, draw_group
+from geometry.tracks import consistent_tracks
 from framework.errors import UserError
 from geometry.tracks import cycle_errors, grid_points, inside_frame, mean_speed, window_points
 

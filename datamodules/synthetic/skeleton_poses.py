@@ -5,7 +5,7 @@ lengths come from a sampled body height and per-limb proportions, joint rotation
 drawn inside per-group angle ranges, a body yaw and lean. The person stands on the
 ground (y = 0 of a y-up world); a pinhole camera at a sampled horizontal distance
 and height looks at the pelvis. The camera-frame pose is projected to pixels and
-normalised like VideoPose3D (see /work/spec.md).
+normalised like VideoPose3D (``geometry/camera.py``: u / w * 2 - 1, v / w * 2 - h / w).
 
 Everything a domain shift consists of (pose range, proportions, viewpoint, camera)
 is one ``SyntheticPoseDomain``; ``LAB`` (source) and ``WILD`` (target) are defaults.
@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from framework.config import dataclass_from
-from framework.errors import UserError
+from framework.checks import Span, Within, at_least, check, fraction, positive
 from geometry.skeletons import H36M17
 
 PARENTS = H36M17.parents
@@ -174,30 +174,13 @@ def as_domain(domain: Any) -> SyntheticPoseDomain:
 
 def validate_domain(domain: SyntheticPoseDomain, key: str = "synthetic") -> None:
     """Raise one UserError naming the first bad field (``key.field``)."""
-    for name in _RANGE_FIELDS:
-        value = list(getattr(domain, name))
-        if len(value) != 2 or not all(math.isfinite(float(v)) for v in value) or float(value[0]) > float(value[1]):
-            raise UserError(f"{key}.{name}: expected [low, high] with low <= high, got {value}")
-    positive = {"height": domain.height[0], "focal_length": domain.focal_length[0],
-                "image_width": domain.image_width, "image_height": domain.image_height,
-                "sequence_length": domain.sequence_length}
-    for name, value in positive.items():
-        if not value > 0:
-            raise UserError(f"{key}.{name}: must be > 0, got {getattr(domain, name)}")
-    if domain.camera_distance[0] < 1.5:
-        raise UserError(f"{key}.camera_distance: the nearest camera must be >= 1.5 m away so the whole body "
-                        f"stays in front of it, got {list(domain.camera_distance)}")
-    for name in ("pose_range", "leg_scale", "arm_scale", "torso_scale", "width_scale"):
-        if not getattr(domain, name) > 0:
-            raise UserError(f"{key}.{name}: must be > 0, got {getattr(domain, name)}")
-    for name in ("gait_coupling", "crouch_probability"):
-        if not 0.0 <= getattr(domain, name) <= 1.0:
-            raise UserError(f"{key}.{name}: must lie in [0, 1], got {getattr(domain, name)}")
-    for name in ("bone_jitter", "look_at_jitter", "noise_2d"):
-        if not getattr(domain, name) >= 0:
-            raise UserError(f"{key}.{name}: must be >= 0, got {getattr(domain, name)}")
-    if domain.bone_jitter > 0.2:
-        raise UserError(f"{key}.bone_jitter: at most 0.2 (a relative sigma), got {domain.bone_jitter}")
+    check(domain, key, **{name: Span() for name in _RANGE_FIELDS})
+    # the nearest camera 1.5 m away at least, so the whole body stays in front of it
+    check(domain, key, height=Span(0, open_low=True), focal_length=Span(0, open_low=True), image_width=positive(),
+          image_height=positive(), sequence_length=positive(), camera_distance=Span(1.5), pose_range=positive(),
+          leg_scale=positive(), arm_scale=positive(), torso_scale=positive(), width_scale=positive(),
+          gait_coupling=fraction(), crouch_probability=fraction(), bone_jitter=Within(0, 0.2),  # a relative sigma
+          look_at_jitter=at_least(0), noise_2d=at_least(0))
 
 
 def effective_angle_ranges(domain: SyntheticPoseDomain) -> dict[str, tuple[float, float]]:
@@ -293,7 +276,7 @@ SEQUENCE_SLOTS = ("height", "distance", "cam_height", "focal", "roll")
 class SyntheticPoseDataset(Dataset):
     """``length`` poses of one domain; sample i is a pure function of (seed, i).
 
-    Items (see /work/spec.md): ``pose2d`` (17, 2) normalised screen coordinates,
+    Items (the batch keys of ``datamodules/pose_lifting.py``): ``pose2d`` (17, 2) normalised screen coordinates,
     ``pose3d`` (17, 3) root-relative camera-frame metres, ``index`` int64, plus
     ``camera`` (4,) = (f_x, f_y, c_x, c_y) in normalised screen units (so
     pose2d = f * X / Z + c for the camera-frame joints X = pose3d + root_position,
@@ -304,13 +287,13 @@ class SyntheticPoseDataset(Dataset):
     def __init__(self, domain: Any = None, length: int = 1000, seed: int = 0, key: str = "synthetic") -> None:
         self.domain = as_domain(LAB if domain is None else domain)
         validate_domain(self.domain, key)
-        if int(length) < 0:
-            raise UserError(f"SyntheticPoseDataset: length must be >= 0, got {length}")
-        if int(seed) < 0:
-            raise UserError(f"SyntheticPoseDataset: seed must be >= 0, got {seed}")
+        check({"length": length, "seed": seed}, "SyntheticPoseDataset", length=at_least(0), seed=at_least(0))
         self.length = int(length)
         self.seed = int(seed)
         self.ranges = {k: tuple(math.radians(v) for v in r) for k, r in effective_angle_ranges(self.domain).items()}
+        # an item depends on (seed, index) only, so every epoch after the first reads it back: generating a
+        # sample costs about as much as a training step of the quick lifter on it (~0.7 ms, numpy-bound)
+        self._items: dict[int, dict[str, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return self.length
@@ -421,7 +404,14 @@ class SyntheticPoseDataset(Dataset):
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        s = self.generate(int(index))
+        index = int(index)
+        item = self._items.get(index)
+        if item is None:
+            item = self._items[index] = self._make(index)
+        return dict(item)
+
+    def _make(self, index: int) -> dict[str, torch.Tensor]:
+        s = self.generate(index)
         return {
             "pose2d": torch.from_numpy(s["pose2d"].astype(np.float32)),
             "pose3d": torch.from_numpy(s["pose3d"].astype(np.float32)),
