@@ -111,8 +111,9 @@ def test_target(method: str, configs: list[str], seed: int, ckpt: Path, refineme
     module = load_module(spec, cfg, ckpt)
     callbacks = []
     if refinement is not None:
-        for key, value in {"seed": seed, "pictures": 0, **refinement}.items():
-            cfg.adaptation[key] = value
+        from omegaconf import OmegaConf
+        for key, value in {"seed": seed, "pictures": 0, **refinement}.items():  # keys below adaptation, dotted
+            OmegaConf.update(cfg, f"adaptation.{key}", value, merge=False)
         callbacks.append(spec.adaptation(cfg))
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)

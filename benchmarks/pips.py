@@ -15,7 +15,7 @@ video, at one frame size, with the authors' network (random weights: speed does 
 them). Results: benchmarks/results/pips_speed.{json,md}.
 
     python benchmarks/pips.py gain                  # 3 seeds, all variants
-    python benchmarks/pips.py gain --seeds 0 --variants before pseudo_labels -- adaptation.steps=20
+    python benchmarks/pips.py gain --seeds 0 --variants before pseudo_labels -- adaptation.finetune.steps=20
     python benchmarks/pips.py speed
 """
 from __future__ import annotations
@@ -46,10 +46,10 @@ TAUS = (2.0, 4.0, 6.0, 8.0, 12.0)
 VARIANTS = {
     "before": None,
     "pseudo_labels": {},
-    "random_tracks": {"selection": "random"},
+    "random_tracks": {"labels.selection": "random"},
     "photometric": {"objective": "photometric"},
     "feature": {"objective": "feature"},
-    **{f"tau_{tau:g}": {"tau": tau} for tau in TAUS},
+    **{f"tau_{tau:g}": {"labels.tau": tau} for tau in TAUS},
 }
 
 
@@ -122,9 +122,10 @@ def gain(args) -> int:
             "settings": (f"checkpoint {ckpt}" if args.ckpt else
                          f"PIPs trained on {cfg.data.train_videos} source videos for {cfg.trainer.max_epochs} epochs")
                         + f"; {cfg.data.test_videos} target videos of {t.frames} frames, {t.num_points} points per "
-                          f"seed; refinement ({a.mode.replace('_', ' ')}) {a.steps} steps x {a.accumulate} groups of {a.group_size} tracks, "
-                          f"lr {a.lr}, {a.iters or cfg.model.test_iters} iterations, tau {a.tau} px, "
-                          f"clip stride {a.clip_stride}"}
+                          f"seed; refinement ({a.mode.replace('_', ' ')}) {a.finetune.steps} steps x "
+                          f"{a.finetune.accumulate} groups of {a.labels.group_size} tracks, lr {a.finetune.lr}, "
+                          f"{a.finetune.iters or cfg.model.test_iters} iterations, tau {a.labels.tau} px, "
+                          f"clip stride {a.labels.clip_stride}"}
     results = Path(args.results)
     write_json(results / "pips_gain.json", {"meta": meta, "summary": summary, "runs": runs})
     write_text(results / "pips_gain.md", gain_markdown(summary, meta))

@@ -13,7 +13,7 @@ peak memory of the all-pairs vs on-the-fly correlation at a large frame size (ea
 a fresh process). Results: benchmarks/results/raft_speed.{json,md}.
 
     python benchmarks/raft.py gain                 # 3 seeds
-    python benchmarks/raft.py gain --seeds 0 --variants before pseudo_labels -- adaptation.steps=20
+    python benchmarks/raft.py gain --seeds 0 --variants before pseudo_labels -- adaptation.finetune.steps=20
     python benchmarks/raft.py speed
 """
 from __future__ import annotations
@@ -43,8 +43,8 @@ CONFIGS = [str(ROOT / "configs/raft/quick.yaml"), str(ROOT / "benchmarks/raft.ya
 VARIANTS = {
     "before": None,
     "pseudo_labels": {},
-    "colour_only": {"filters": ["colour"]},
-    "cycle_only": {"filters": ["cycle"]},
+    "colour_only": {"labels.filters": ["colour"]},
+    "cycle_only": {"labels.filters": ["cycle"]},
     "photometric": {"objective": "photometric"},
     "photometric_smooth": {"objective": "photometric_smooth"},
     "photometric_edge": {"objective": "photometric_edge"},
@@ -125,8 +125,9 @@ def gain(args) -> int:
             "settings": (f"checkpoint {ckpt}" if args.ckpt else
                          f"RAFT-small trained on {cfg.data.train_videos} source videos for {cfg.trainer.max_epochs} "
                          f"epochs") + f"; {cfg.data.test_videos} target videos of {cfg.data.target.synthetic.frames} frames "
-                        f"per seed; refinement {a.steps} steps, batch {a.batch_size}, lr {a.lr}, stride {a.stride}, "
-                        f"alpha1 {a.alpha1}, alpha2 {a.alpha2}, colour threshold {a.colour_threshold}"}
+                        f"per seed; refinement {a.finetune.steps} steps, batch {a.finetune.batch_size}, lr {a.finetune.lr}, "
+                        f"stride {a.labels.stride}, alpha1 {a.labels.alpha1}, alpha2 {a.labels.alpha2}, colour threshold "
+                        f"{a.labels.colour_threshold}"}
     results = Path(args.results)
     write_json(results / "raft_gain.json", {"meta": meta, "summary": summary, "runs": runs})
     write_text(results / "raft_gain.md", gain_markdown(summary, meta))

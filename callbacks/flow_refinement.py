@@ -22,10 +22,10 @@ from callbacks.flow_pictures import fit_height, put_label
 from callbacks.flow_pseudo_labels import FlowLabelConfig, flow_pseudo_labels, rebalance_weights, validate_label_config
 from callbacks.per_video import test_dataset
 from callbacks.test_time import autocast
-from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement
+from callbacks.video_refinement import RefinementConfig, TrainingSet, VideoRefinement
 from datamodules.colour_jitter import ColorJitter
 from datamodules.videos import listed_videos
-from framework.checks import OneOf, at_least, check, fraction
+from framework.checks import OneOf, check, fraction
 from framework.errors import UserError
 from geometry.flow import flow_to_color
 
@@ -33,30 +33,34 @@ OBJECTIVES = ("pseudo_labels", "photometric", "photometric_smooth", "photometric
 
 
 @dataclass
-class FlowRefinementConfig(FineTuneConfig, FlowLabelConfig):
-    objective: str = "pseudo_labels"  # pseudo_labels | photometric | photometric_smooth | photometric_edge
-    stride: int = 2  # labelled pairs start every `stride` frames
-    iters: Optional[int] = None  # RAFT iterations while fine-tuning (None: the model's test_iters)
-    gamma: float = 0.85
+class FlowAugmentConfig:
+    """``adaptation.augment``: the authors' fine-tuning augmentation."""
+
     crop_size: list[int] = field(default_factory=lambda: [256, 512])  # shrunk to the frame (multiple of 8)
-    colour_jitter: bool = True
+    colour_jitter: bool = True  # never for the photometric objectives: it would break colour constancy
     asymmetric_jitter_prob: float = 0.2
     h_flip_prob: float = 0.5
     v_flip_prob: float = 0.1
+
+
+@dataclass
+class FlowRefinementConfig(RefinementConfig):
+    objective: str = "pseudo_labels"  # pseudo_labels | photometric | photometric_smooth | photometric_edge
+    gamma: float = 0.85  # sequence-loss decay over RAFT's iterations
     smooth_weight: float = 0.05  # photometric_smooth / photometric_edge
     edge_weight: float = 150.0  # photometric_edge: exp(-edge_weight * |image gradient|), colours in 0..1
-    teacher_batch: int = 4  # pairs per teacher forward pass
-    pictures: int = 2  # videos whose pseudo-labels are drawn in the logger
+    labels: FlowLabelConfig = field(default_factory=FlowLabelConfig)
+    augment: FlowAugmentConfig = field(default_factory=FlowAugmentConfig)
 
 
 def validate_flow_refinement_config(c: FlowRefinementConfig, key: str = "adaptation") -> None:
     check(c, key, objective=OneOf(OBJECTIVES))
-    validate_label_config(c, key)
-    check(c, key, stride=at_least(1), teacher_batch=at_least(1), iters=at_least(1, optional=True))
-    crop = list(c.crop_size)
+    validate_label_config(c.labels, f"{key}.labels")
+    crop = list(c.augment.crop_size)
     if len(crop) != 2 or any(int(v) < 64 or int(v) % 8 for v in crop):
-        raise UserError(f"{key}.crop_size: must be [height, width], multiples of 8, at least 64, got {crop}")
-    check(c, key, asymmetric_jitter_prob=fraction(), h_flip_prob=fraction(), v_flip_prob=fraction())
+        raise UserError(f"{key}.augment.crop_size: must be [height, width], multiples of 8, at least 64, got {crop}")
+    check(c.augment, f"{key}.augment", asymmetric_jitter_prob=fraction(), h_flip_prob=fraction(),
+          v_flip_prob=fraction())
 
 
 def video_spans(dataset: Any) -> dict[int, Any]:
@@ -76,11 +80,12 @@ class FlowLabels(TrainingSet):
             raise UserError("flow refinement: the video has no frame pairs to learn from")
         self.pairs, self.cfg, self.seed, self._stats, self.device = pairs, cfg, seed, stats, device
         h, w = pairs[0][0].shape[:2]
-        self.crop = (min(int(cfg.crop_size[0]), h // 8 * 8), min(int(cfg.crop_size[1]), w // 8 * 8))
+        crop = cfg.augment.crop_size
+        self.crop = (min(int(crop[0]), h // 8 * 8), min(int(crop[1]), w // 8 * 8))
         if min(self.crop) < 64:
             raise UserError(f"flow refinement: frames of {h}x{w} px are too small for RAFT (64 px at least)")
         photometric = cfg.objective != "pseudo_labels"
-        self.jitter = ColorJitter() if cfg.colour_jitter and not photometric else None
+        self.jitter = ColorJitter() if cfg.augment.colour_jitter and not photometric else None
 
     def stats(self) -> dict[str, float]:
         return dict(self._stats)
@@ -90,7 +95,7 @@ class FlowLabels(TrainingSet):
         return self.cfg.objective == "pseudo_labels" and not any(bool((p[3] > 0).any()) for p in self.pairs)
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        c = self.cfg
+        c = self.cfg.augment
         img1, img2, flow, weight = self.pairs[int(rng.integers(len(self.pairs)))]
         if self.jitter is not None:
             if rng.random() < c.asymmetric_jitter_prob:
@@ -112,7 +117,7 @@ class FlowLabels(TrainingSet):
 
     def batch(self, step: int, part: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((*self.seed, step, part))
-        samples = [self.sample(rng) for _ in range(self.cfg.batch_size)]
+        samples = [self.sample(rng) for _ in range(self.cfg.finetune.batch_size)]
 
         def stack(key: str, channels_first: bool) -> torch.Tensor:
             array = np.stack([np.ascontiguousarray(s[key], dtype=np.float32) for s in samples])
@@ -147,8 +152,9 @@ class FlowRefinement(VideoRefinement):
     @torch.no_grad()
     def _teacher_flows(self, trainer, pl_module, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         outs = []
-        for s in range(0, first.shape[0], self.cfg.teacher_batch):
-            batch = {"image1": first[s:s + self.cfg.teacher_batch], "image2": second[s:s + self.cfg.teacher_batch]}
+        size = self.cfg.labels.teacher_batch
+        for s in range(0, first.shape[0], size):
+            batch = {"image1": first[s:s + size], "image2": second[s:s + size]}
             with autocast(trainer):
                 outs.append(self.teacher(pl_module, batch)["flow"].float())
         return torch.cat(outs)
@@ -156,7 +162,7 @@ class FlowRefinement(VideoRefinement):
     def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> FlowLabels:
         c = self.cfg
         frames, truth = self._frames(trainer, video)
-        starts = list(range(0, len(frames) - 1, c.stride))
+        starts = list(range(0, len(frames) - 1, c.labels.stride))
         device = pl_module.device
         image1 = torch.stack([frames[t] for t in starts]).to(device)
         image2 = torch.stack([frames[t + 1] for t in starts]).to(device)
@@ -164,14 +170,14 @@ class FlowRefinement(VideoRefinement):
         if c.objective == "pseudo_labels":
             fw = self._teacher_flows(trainer, pl_module, image1, image2)
             bw = self._teacher_flows(trainer, pl_module, image2, image1)
-            mask, label_stats = flow_pseudo_labels(image1, image2, fw, bw, c)
+            mask, label_stats = flow_pseudo_labels(image1, image2, fw, bw, c.labels)
             stats.update(label_stats)
             if all(truth[t] is not None for t in starts):
                 error = torch.linalg.vector_norm(fw - torch.stack([truth[t] for t in starts]).to(device), dim=1)
                 stats["teacher_epe"] = error.mean().item()
                 stats["label_epe"] = error[mask].mean().item() if bool(mask.any()) else float("nan")
-            if c.rebalance:
-                weight = rebalance_weights(fw, mask, list(c.rebalance_edges), c.rebalance_max_weight)
+            if c.labels.rebalance:
+                weight = rebalance_weights(fw, mask, list(c.labels.rebalance_edges), c.labels.rebalance_max_weight)
             else:
                 weight = mask.float()
             if len(self.pictures) < c.pictures:
@@ -196,6 +202,6 @@ class FlowRefinement(VideoRefinement):
     # -------------------------------------------------------------------- loss
     def loss(self, pl_module, batch: dict) -> torch.Tensor:
         c = self.cfg
-        return pl_module.refinement_loss(batch, c.objective, iters=c.iters, gamma=c.gamma,
+        return pl_module.refinement_loss(batch, c.objective, iters=c.finetune.iters, gamma=c.gamma,
                                          smooth_weight=c.smooth_weight if c.objective != "photometric" else 0.0,
                                          edge_weight=c.edge_weight if c.objective == "photometric_edge" else 0.0)

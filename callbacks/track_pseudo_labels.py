@@ -27,6 +27,8 @@ SELECTIONS = ("cycle", "random")
 
 @dataclass
 class TrackLabelConfig:
+    """``adaptation.labels`` of PIPs refinement."""
+
     tau: float = 1.5  # px at any frame (the authors: 1.5 at 768x1280 CroHD, 3 at 256x448 Horse30)
     clip_stride: int = 8  # frames between the starts of labelled clips
     grid_spacing: int = 16  # px between seed queries on a clip's first frame
@@ -42,7 +44,7 @@ class TrackLabelConfig:
     selection: str = "cycle"
 
 
-def validate_track_label_config(c: TrackLabelConfig, key: str = "adaptation") -> None:
+def validate_track_label_config(c: TrackLabelConfig, key: str = "adaptation.labels") -> None:
     check(c, key, tau=at_least(0), min_speed=at_least(0), clip_stride=at_least(1), grid_spacing=at_least(1),
           dense_spacing=at_least(1), group_size=at_least(1), dense_window=at_least(0), dense_seeds=at_least(0),
           margin=at_least(0), selection=OneOf(SELECTIONS), fast_share=fraction())

@@ -11,8 +11,8 @@ schedule, batch with gradient accumulation, clipping: the authors' values by def
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -22,34 +22,40 @@ from callbacks.track_pseudo_labels import (TrackLabelConfig, clip_labels, draw_g
                                            validate_track_label_config)
 from callbacks.per_video import test_dataset
 from callbacks.test_time import autocast
-from callbacks.video_refinement import FineTuneConfig, TrainingSet, VideoRefinement
+from callbacks.video_refinement import FineTuneConfig, RefinementConfig, TrainingSet, VideoRefinement
 from datamodules.colour_jitter import ColorJitter
-from framework.checks import OneOf, at_least, check, fraction
+from framework.checks import OneOf, check, fraction
 from framework.errors import UserError
 
 OBJECTIVES = ("pseudo_labels", "photometric", "feature")
 
 
+def authors_finetune() -> FineTuneConfig:
+    """The authors' PIPs fine-tuning: AdamW 1e-5, wd 1e-4, cosine, batch 1 x 8 accumulated, clip 5."""
+    return FineTuneConfig(steps=3000, batch_size=1, accumulate=8, lr=1e-5, schedule="cosine")
+
+
 @dataclass
-class TrackRefinementConfig(FineTuneConfig, TrackLabelConfig):
-    objective: str = "pseudo_labels"  # pseudo_labels | photometric | feature
-    # the authors' fine-tuning: AdamW 1e-5, wd 1e-4, cosine, batch 1 x 8 accumulated, clip 5
-    steps: int = 3000
-    batch_size: int = 1
-    accumulate: int = 8
-    lr: float = 1e-5
-    schedule: str = "cosine"
-    iters: Optional[int] = None  # PIPs iterations while fine-tuning (None: the model's test_iters)
-    colour_jitter: bool = True
+class TrackAugmentConfig:
+    """``adaptation.augment``: one colour jitter per clip (colour stays constant along a track), flips."""
+
+    colour_jitter: bool = True  # pseudo-labels only: the constancy baselines need the colours as they are
     h_flip_prob: float = 0.5
     v_flip_prob: float = 0.1
-    pictures: int = 2  # videos whose kept / rejected labels are drawn in the logger
+
+
+@dataclass
+class TrackRefinementConfig(RefinementConfig):
+    objective: str = "pseudo_labels"  # pseudo_labels | photometric | feature
+    finetune: FineTuneConfig = field(default_factory=authors_finetune)
+    labels: TrackLabelConfig = field(default_factory=TrackLabelConfig)
+    augment: TrackAugmentConfig = field(default_factory=TrackAugmentConfig)
 
 
 def validate_track_refinement_config(c: TrackRefinementConfig, key: str = "adaptation") -> None:
     check(c, key, objective=OneOf(OBJECTIVES))
-    validate_track_label_config(c, key)
-    check(c, key, iters=at_least(1, optional=True), h_flip_prob=fraction(), v_flip_prob=fraction())
+    validate_track_label_config(c.labels, f"{key}.labels")
+    check(c.augment, f"{key}.augment", h_flip_prob=fraction(), v_flip_prob=fraction())
 
 
 class TrackLabels(TrainingSet):
@@ -62,7 +68,7 @@ class TrackLabels(TrainingSet):
         self.clips = clips[usable] if usable else clips[:0]
         self.tracks = [tracks[i] for i in usable]
         self.cfg, self.seed, self._stats = cfg, seed, stats
-        self.jitter = ColorJitter() if cfg.colour_jitter and cfg.objective == "pseudo_labels" else None
+        self.jitter = ColorJitter() if cfg.augment.colour_jitter and cfg.objective == "pseudo_labels" else None
 
     def stats(self) -> dict[str, float]:
         return dict(self._stats)
@@ -75,24 +81,24 @@ class TrackLabels(TrainingSet):
         c = self.cfg
         i = int(rng.integers(len(self.tracks)))
         frames, tracks = self.clips[i], self.tracks[i]
-        tracks = tracks[:, draw_group(tracks, c, rng)]
+        tracks = tracks[:, draw_group(tracks, c.labels, rng)]
         if self.jitter is not None:  # one jitter for the whole clip: colour stays constant along a track
             s, _, h, w = frames.shape
             stacked = frames.permute(0, 2, 3, 1).reshape(s * h, w, 3).cpu().numpy()
             frames = torch.from_numpy(np.ascontiguousarray(self.jitter(stacked, rng), dtype=np.float32))
             frames = frames.reshape(s, h, w, 3).permute(0, 3, 1, 2).to(tracks.device)
         h, w = frames.shape[-2:]
-        if rng.random() < c.h_flip_prob:
+        if rng.random() < c.augment.h_flip_prob:
             frames = frames.flip(-1)
             tracks = torch.stack((w - 1 - tracks[..., 0], tracks[..., 1]), -1)
-        if rng.random() < c.v_flip_prob:
+        if rng.random() < c.augment.v_flip_prob:
             frames = frames.flip(-2)
             tracks = torch.stack((tracks[..., 0], h - 1 - tracks[..., 1]), -1)
         return {"frames": frames, "trajs": tracks}
 
     def batch(self, step: int, part: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((*self.seed, step, part))
-        samples = [self.sample(rng) for _ in range(self.cfg.batch_size)]
+        samples = [self.sample(rng) for _ in range(self.cfg.finetune.batch_size)]
         frames = torch.stack([s["frames"] for s in samples]).float()
         trajs = torch.stack([s["trajs"] for s in samples]).float()
         ones = torch.ones(trajs.shape[:-1], device=trajs.device)
@@ -120,7 +126,7 @@ class TrackRefinement(VideoRefinement):
         t = frames.shape[0]
         if t < S:
             raise UserError(f"track refinement: a video of {t} frames is shorter than one {S}-frame window")
-        starts = list(range(0, t - S + 1, self.cfg.clip_stride))
+        starts = list(range(0, t - S + 1, self.cfg.labels.clip_stride))
         return torch.stack([frames[s:s + S] for s in starts]), starts
 
     def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> TrackLabels:
@@ -138,7 +144,7 @@ class TrackRefinement(VideoRefinement):
             tracks, queried, kept, errors = [], 0.0, 0.0, ([], [])
             rng = np.random.default_rng((c.seed, video, 1))  # the random-selection control only
             for i, (clip, start) in enumerate(zip(clips, starts)):
-                labels, rejected, count = clip_labels(track, clip[None], c, rng)
+                labels, rejected, count = clip_labels(track, clip[None], c.labels, rng)
                 tracks.append(labels)
                 queried += count
                 kept += labels.shape[1]
@@ -157,9 +163,9 @@ class TrackRefinement(VideoRefinement):
                     stats[key] = float(values.mean()) if values.size else float("nan")
         else:  # the baselines learn from a grid of queries on each clip's first frame
             h, w = clips.shape[-2:]
-            grid = grid_points(h, w, c.grid_spacing, c.margin).to(clips.device)
+            grid = grid_points(h, w, c.labels.grid_spacing, c.labels.margin).to(clips.device)
             tracks = [grid[None].expand(clips.shape[1], -1, -1) for _ in range(len(clips))]
         return TrackLabels(clips, tracks, c, (c.seed, video), stats)
 
     def loss(self, pl_module, batch: dict) -> torch.Tensor:
-        return pl_module.refinement_loss(batch, self.cfg.objective, iters=self.cfg.iters)
+        return pl_module.refinement_loss(batch, self.cfg.objective, iters=self.cfg.finetune.iters)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
@@ -23,6 +23,7 @@ from callbacks.per_video import PerVideoCallback
 from callbacks.test_time import autocast, grad_enabled, grad_scaler
 from callbacks.weight_snapshot import WeightSnapshot
 from framework.checks import OneOf, at_least, check, fraction, positive
+from framework.config import dataclass_from
 from framework.optimisation import SCHEDULES, make_optimiser, make_schedule, minimise
 from lightning_modules.capabilities import TeacherRefinement
 
@@ -31,7 +32,8 @@ MODES = ("per_video", "online")
 
 @dataclass
 class FineTuneConfig:
-    mode: str = "per_video"  # per_video | online
+    """``adaptation.finetune``: the optimiser and its schedule for one video's fine-tuning."""
+
     steps: int = 1000  # optimiser steps per video
     batch_size: int = 12
     accumulate: int = 1  # gradient accumulation: samples per step = batch_size * accumulate
@@ -41,12 +43,23 @@ class FineTuneConfig:
     schedule: str = "onecycle"  # onecycle (linear, pct_start) | cosine | constant
     pct_start: float = 0.1
     grad_clip: Optional[float] = 5.0
+    iters: Optional[int] = None  # the network's refinement iterations while fine-tuning (None: its test_iters)
+
+
+def validate_finetune_config(c: FineTuneConfig, key: str = "adaptation.finetune") -> None:
+    check(c, key, schedule=OneOf(SCHEDULES), steps=at_least(1), batch_size=at_least(1), accumulate=at_least(1),
+          lr=positive(), pct_start=fraction(open_low=True, open_high=True), iters=at_least(1, optional=True))
+
+
+@dataclass
+class RefinementConfig:
+    """``adaptation``: what every per-video refinement shares; a method's config adds its
+    ``objective`` and its ``labels`` and ``augment`` sections."""
+
+    mode: str = "per_video"  # per_video | online
     seed: int = 0
-
-
-def validate_finetune_config(c: FineTuneConfig, key: str = "adaptation") -> None:
-    check(c, key, mode=OneOf(MODES), schedule=OneOf(SCHEDULES), steps=at_least(1), batch_size=at_least(1),
-          accumulate=at_least(1), lr=positive(), pct_start=fraction(open_low=True, open_high=True))
+    pictures: int = 2  # videos whose pseudo-labels are drawn in the logger
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
 
 
 class TrainingSet:
@@ -70,13 +83,14 @@ class VideoRefinement(PerVideoCallback):
     """A subclass names its config dataclass and validator; the config may come as a plain dict."""
 
     requires = TeacherRefinement
-    config_class: type = FineTuneConfig
-    validate: Callable[[Any], None] = staticmethod(validate_finetune_config)
+    config_class: type = RefinementConfig
+    validate: Callable[[Any], None] = staticmethod(lambda cfg: None)
 
     def __init__(self, cfg: Any):
         super().__init__()
-        cfg = cfg if isinstance(cfg, self.config_class) else self.config_class(**cfg)
-        validate_finetune_config(cfg)
+        cfg = dataclass_from(self.config_class, cfg, "adaptation")
+        check(cfg, "adaptation", mode=OneOf(MODES), pictures=at_least(0))
+        validate_finetune_config(cfg.finetune)
         self.validate(cfg)
         self.cfg = cfg
         self.picture_tag = "pictures/pseudo_labels"
@@ -125,7 +139,7 @@ class VideoRefinement(PerVideoCallback):
     def finetune(self, trainer: pl.Trainer, pl_module, data: TrainingSet) -> list[float]:
         """``steps`` AdamW steps on ``data`` with the configured schedule, accumulation and clipping;
         returns the loss of every step."""
-        c = self.cfg
+        c = self.cfg.finetune
         params = [p for group in pl_module.adaptation_parameters().values() for p in group]
         optimiser = make_optimiser("adamw", params, c.lr, c.weight_decay, c.eps)
         schedule = make_schedule(c.schedule, optimiser, c.steps, c.lr, c.pct_start)

@@ -6,7 +6,8 @@ Every problem becomes one ``UserError`` line that names the key or the file.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields, make_dataclass
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -177,18 +178,30 @@ def load_config(files: list[str], overrides: list[str],
 
 def dataclass_from(cls: type, value: Any, what: str) -> Any:
     """``value`` as an instance of the config dataclass ``cls``: an instance, an OmegaConf node or a
-    plain dict (an unknown key is one UserError naming it)."""
+    plain dict, nested sections (and lists of them) included; an unknown key is one UserError
+    naming it."""
     if isinstance(value, cls):
         return value
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, dict):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise UserError(f"{what}: unknown key '{unknown[0]}'")
-        return cls(**value)
-    raise UserError(f"{what} must be a {cls.__name__} or a mapping, got {type(value).__name__}")
+    if not isinstance(value, dict):
+        raise UserError(f"{what}: must be a {cls.__name__} or a mapping, got {type(value).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise UserError(f"{what}: unknown key '{unknown[0]}'")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, v in value.items():
+        kind = hints.get(name)
+        if is_dataclass(kind) and not isinstance(v, kind):
+            v = dataclass_from(kind, v, f"{what}.{name}")
+        elif typing.get_origin(kind) is list and isinstance(v, list):
+            (item,) = typing.get_args(kind) or (None,)
+            if is_dataclass(item):
+                v = [dataclass_from(item, x, f"{what}.{name}[{i}]") for i, x in enumerate(v)]
+        kwargs[name] = v
+    return cls(**kwargs)
 
 
 def to_plain(cfg: DictConfig | Any) -> Any:

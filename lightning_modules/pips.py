@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from framework.checks import at_least, check, fraction
-from framework.config import method_schema, to_plain
+from framework.config import method_schema
 from framework.errors import UserError
 from framework.methods import MethodSpec, register
 from geometry.flow import sample_points
@@ -285,7 +285,7 @@ def method() -> MethodSpec:
         schema=method_schema("pips", data=TrackDataConfig, model=PIPsModelConfig, adaptation=TrackRefinementConfig),
         module=PIPsModule,
         datamodule=lambda cfg, domain: PointTrackingDataModule(cfg.data, test_domain=domain),
-        adaptation=lambda cfg: TrackRefinement(TrackRefinementConfig(**to_plain(cfg.adaptation))),
+        adaptation=lambda cfg: TrackRefinement(cfg.adaptation),
         pictures=lambda cfg: TrackPictures(cfg.pictures.num_samples, cfg.pictures.size),
         writer=footage_writer,
         pretrained=lambda cfg: {"pips": cfg.model.pretrained} if cfg.model.pretrained else {},

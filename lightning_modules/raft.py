@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from framework.checks import OneOf, at_least, check, fraction
-from framework.config import method_schema, to_plain
+from framework.config import method_schema
 from framework.errors import UserError
 from framework.methods import MethodSpec, register
 from lightning_modules.base import MethodModule
@@ -176,7 +176,7 @@ def method() -> MethodSpec:
         schema=method_schema("raft", data=FlowDataConfig, model=RAFTModelConfig, adaptation=FlowRefinementConfig),
         module=RAFTModule,
         datamodule=lambda cfg, domain: OpticalFlowDataModule(cfg.data, test_domain=domain),
-        adaptation=lambda cfg: FlowRefinement(FlowRefinementConfig(**to_plain(cfg.adaptation))),
+        adaptation=lambda cfg: FlowRefinement(cfg.adaptation),
         pictures=lambda cfg: FlowPictures(cfg.pictures.num_samples, cfg.pictures.size),
         writer=footage_writer,
         pretrained=lambda cfg: {"raft": cfg.model.pretrained} if cfg.model.pretrained else {},

@@ -27,7 +27,7 @@ RAFT_TINY = ("data.train_videos=2", "data.val_videos=1", "data.test_videos=1", "
              "data.target.synthetic.width=72", "data.target.synthetic.frames=3", "data.crop_size=[64,64]",
              "data.eraser_bounds=[4,12]", "data.batch_size=2", "data.test_batch_size=2", "model.iters=2",
              "model.test_iters=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-             "logger.kinds=[csv]", "adaptation.steps=2", "adaptation.batch_size=2")
+             "logger.kinds=[csv]", "adaptation.finetune.steps=2", "adaptation.finetune.batch_size=2")
 PIPS_QUICK = str(ROOT / "configs/pips/quick.yaml")
 PIPS_SMALL_DOMAIN = {"height": 64, "width": 64, "frames": 10, "num_points": 6}
 # a narrow PIPs on 64x64 ten-frame videos: seconds per command
@@ -36,8 +36,8 @@ PIPS_TINY = ("model.mixer_dim=32", "model.mixer_depth=2", "model.iters=2", "mode
              "data.crop_size=[64,64]", "data.batch_size=2",
              *(f"data.{d}.synthetic.{k}={v}" for d in ("source", "target") for k, v in PIPS_SMALL_DOMAIN.items()),
              "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kinds=[csv]",
-             "adaptation.steps=2", "adaptation.group_size=4", "adaptation.grid_spacing=16",
-             "adaptation.dense_window=0", "adaptation.tau=1000")
+             "adaptation.finetune.steps=2", "adaptation.labels.group_size=4", "adaptation.labels.grid_spacing=16",
+             "adaptation.labels.dense_window=0", "adaptation.labels.tau=1000")
 DDP = ("trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
 METRICS = {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc"}
 

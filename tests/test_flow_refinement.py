@@ -146,7 +146,8 @@ def test_label_batches_flip_the_flow_with_the_images_and_fit_the_frame():
     flow = np.zeros((64, 72, 2), np.float32)
     flow[..., 0], flow[..., 1] = 2.0, -1.0
     weight = np.ones((64, 72), np.float32)
-    cfg = FlowRefinementConfig(batch_size=3, h_flip_prob=1.0, v_flip_prob=1.0, colour_jitter=False)
+    cfg = FlowRefinement({"finetune": {"batch_size": 3},
+                          "augment": {"h_flip_prob": 1.0, "v_flip_prob": 1.0, "colour_jitter": False}}).cfg
     data = FlowLabels([(img1, img1.copy(), flow, weight)], cfg, (0, 0), {}, torch.device("cpu"))
     batch = data.batch(0, 0)
     assert batch["image1"].shape == (3, 3, 64, 72)  # the 256x512 crop shrinks to the frame
@@ -176,13 +177,13 @@ class Recording(FlowRefinement):
         return losses
 
 
-def run_refinement(mode: str, precision: str = "32-true", **overrides):
+def run_refinement(mode: str, precision: str = "32-true", objective: str = "pseudo_labels", **labels):
     module = tiny_raft()
     original = {n: p.detach().clone() for n, p in module.net.named_parameters()}
     # a random network's flows fail the checks everywhere: keep every teacher pixel as a label
-    overrides = {"filters": [], **overrides}
-    cfg = FlowRefinementConfig(mode=mode, steps=2, batch_size=2, lr=1e-3, **overrides)
-    callback = Recording(cfg)
+    labels = {"filters": [], **labels}
+    callback = Recording({"mode": mode, "objective": objective, "finetune": {"steps": 2, "batch_size": 2, "lr": 1e-3},
+                          "labels": labels})
     callback.starts, callback.ends = [], []
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
                          enable_model_summary=False, callbacks=[callback], precision=precision)
@@ -247,15 +248,20 @@ def test_teacher_is_the_pretrained_model_whatever_the_current_weights():
 
 @pytest.mark.parametrize("key, value, match", [
     ("objective", "census", "adaptation.objective"),
-    ("filters", ["cycle", "edges"], "adaptation.filters"),
+    ("labels.filters", ["cycle", "edges"], "adaptation.labels.filters"),
     ("mode", "episodic", "adaptation.mode"),
-    ("crop_size", [60, 64], "adaptation.crop_size"),
-    ("steps", 0, "adaptation.steps"),
-    ("rebalance_edges", [4.0, 2.0], "adaptation.rebalance_edges"),
+    ("augment.crop_size", [60, 64], "adaptation.augment.crop_size"),
+    ("finetune.steps", 0, "adaptation.finetune.steps"),
+    ("labels.rebalance_edges", [4.0, 2.0], "adaptation.labels.rebalance_edges"),
+    ("labels.alpha", 0.1, "adaptation.labels: unknown key 'alpha'"),
 ])
 def test_bad_refinement_settings_name_the_key(key, value, match):
+    *sections, name = key.split(".")
+    cfg = {name: value}
+    for section in reversed(sections):
+        cfg = {section: cfg}
     with pytest.raises(UserError, match=match):
-        FlowRefinement(FlowRefinementConfig(**{key: value}))
+        FlowRefinement(cfg)
 
 
 # ----------------------------------------------------------------- commands
@@ -272,7 +278,7 @@ def test_adapt_py_refines_raft_end_to_end(tmp_path, raft_checkpoint):
     result = report(run)
     assert set(result) == {"method", "checkpoint", "before", "after", "seconds", "adaptation"}
     assert {"epe", "1px", "3px", "5px"} <= set(result["before"]) == set(result["after"])
-    assert result["adaptation"]["objective"] == "pseudo_labels" and result["adaptation"]["steps"] == 2
+    assert result["adaptation"]["objective"] == "pseudo_labels" and result["adaptation"]["finetune"]["steps"] == 2
     videos = result["adaptation"]["summary"]["videos"]
     assert [v["video"] for v in videos] == [0, 1] and all("label_share" in v for v in videos)
     pictures = list((run / "logs").rglob("*pseudo_labels*.png"))
@@ -287,7 +293,7 @@ def test_adapt_py_on_footage_writes_refined_flow(tmp_path, raft_checkpoint):
     for t in range(4):
         cv2.imwrite(str(frames / f"frame_{t:03d}.png"), np.roll(base, 2 * t, axis=1)[..., ::-1])
     cli("adapt.py", tmp_path / "out", f"ckpt={raft_checkpoint}", "data.target.kind=footage",
-        f"data.target.root={frames}", "adaptation.stride=1", config=RAFT_QUICK, tiny=RAFT_TINY)
+        f"data.target.root={frames}", "adaptation.labels.stride=1", config=RAFT_QUICK, tiny=RAFT_TINY)
     run = tmp_path / "out" / "raft" / "quick_adapt"
     result = report(run)
     assert {"fb_consistent", "photometric"} == set(result["before"]) == set(result["after"])

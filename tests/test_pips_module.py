@@ -7,7 +7,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig, track_errors
+from callbacks.track_refinement import TrackRefinement, track_errors
 from datamodules.point_tracking import PointTrackingDataModule
 from datamodules.synthetic.track_scenes import SyntheticTrackVideos
 from framework.errors import UserError
@@ -89,14 +89,14 @@ class Recording(TrackRefinement):
         return losses
 
 
-def run_refinement(mode: str, **overrides):
+def run_refinement(mode: str, objective: str = "pseudo_labels", **labels):
     module = tiny_pips()
     original = {n: p.detach().clone() for n, p in module.net.named_parameters()}
     # a random network fails the cycle check: a huge tau keeps every teacher track as a label
-    settings = {"mode": mode, "steps": 2, "accumulate": 2, "lr": 1e-3, "group_size": 4, "grid_spacing": 16,
-                "dense_window": 8, "dense_spacing": 8, "dense_seeds": 1, "tau": 1000.0, "clip_stride": 2,
-                **overrides}
-    callback = Recording(TrackRefinementConfig(**settings))
+    labels = {"group_size": 4, "grid_spacing": 16, "dense_window": 8, "dense_spacing": 8, "dense_seeds": 1,
+              "tau": 1000.0, "clip_stride": 2, **labels}
+    callback = Recording({"mode": mode, "objective": objective, "finetune": {"steps": 2, "accumulate": 2, "lr": 1e-3},
+                          "labels": labels})
     callback.starts, callback.ends = [], []
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
                          enable_model_summary=False, callbacks=[callback])
@@ -156,10 +156,10 @@ def test_refinement_without_labels_leaves_the_video_alone():
 def test_refinement_config_errors_name_the_key():
     with pytest.raises(UserError, match="adaptation.objective"):
         TrackRefinement({"objective": "census"})
-    with pytest.raises(UserError, match="adaptation.fast_share"):
-        TrackRefinement({"fast_share": 1.5})
-    with pytest.raises(UserError, match="adaptation.clip_stride"):
-        TrackRefinement({"clip_stride": 0})
+    with pytest.raises(UserError, match="adaptation.labels.fast_share"):
+        TrackRefinement({"labels": {"fast_share": 1.5}})
+    with pytest.raises(UserError, match="adaptation.labels.clip_stride"):
+        TrackRefinement({"labels": {"clip_stride": 0}})
 
 
 def test_datamodule_errors_name_the_key(tmp_path):
@@ -195,7 +195,7 @@ def test_train_and_adapt_end_to_end(tmp_path):
     # the user's own footage: refined tracks written as npz and an overlay video, the cycle share reported
     frames = write_frames(tmp_path / "clip", 9)
     proc = cli("adapt.py", tmp_path, "data.target.kind=footage", f"data.target.root={frames}",
-               "adaptation.clip_stride=1", config=PIPS_QUICK, tiny=PIPS_TINY)
+               "adaptation.labels.clip_stride=1", config=PIPS_QUICK, tiny=PIPS_TINY)
     rep = report(tmp_path / "pips" / "quick_adapt_v1")
     assert set(rep["before"]) == {"cycle_consistent_pct"} and 0 <= rep["after"]["cycle_consistent_pct"] <= 100
     tracks = np.load(tmp_path / "pips" / "quick_adapt_v1" / "tracks" / "0000.npz")
