@@ -7,6 +7,7 @@ checkpoints (best and last) and test metrics into outputs/<method>/<run name>/.
 """
 from __future__ import annotations
 
+import shlex
 import sys
 
 import pytorch_lightning as pl
@@ -51,8 +52,15 @@ def train(argv: list[str]) -> int:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
         print(f"run folder: {run_dir}" + (f" (resuming from {resume_ckpt})" if resume_ckpt else ""))
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None,
-                weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None,
+                    weights_only=True)
+    except SystemExit:  # Lightning's graceful shutdown after Ctrl-C
+        if trainer.interrupted and trainer.is_global_zero:
+            again = " ".join(shlex.quote(a) for a in argv if not a.startswith("resume="))
+            print(f"interrupted in epoch {trainer.current_epoch}; continue from the last saved epoch with: "
+                  f"python train.py {again} resume=true", file=sys.stderr)
+        raise
     # read both paths now: trainer.test(ckpt_path=best) restores the callbacks' state as saved in best.ckpt
     best, last = checkpoints.best_model_path or None, latest.best_model_path or None
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)

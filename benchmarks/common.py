@@ -95,12 +95,23 @@ def add_gain_parser(sub, variants: list[str], model: str) -> argparse.ArgumentPa
 
 
 def test_target(method: str, configs: list[str], seed: int, ckpt: Path, refinement: Optional[dict],
-                overrides: list[str]) -> tuple[Any, Any, dict[str, float], float, list[dict]]:
+                overrides: list[str], breakdown: Optional[Callable[[Any, Any], Any]] = None
+                ) -> tuple[dict[str, float], float, list[dict], Any]:
     """Test ``ckpt`` on one seed's target data, with the method's refinement callback (its config
-    section updated by ``refinement``) or without it (None). Returns the module, the datamodule,
-    the test metrics (stage prefix dropped), the seconds ``trainer.test`` took and the per-video
-    refinement reports."""
+    section updated by ``refinement``) or without it (None). Returns the test metrics (stage prefix
+    dropped), the seconds ``trainer.test`` took, the per-video refinement reports and what
+    ``breakdown(test_metrics, datamodule)`` made of the module's test metric collection (e.g.
+    per-video values; None without ``breakdown``)."""
     import pytorch_lightning as pl
+
+    class ReadTestMetrics(pl.Callback):
+        """Reads the test metrics at the end of the test epoch: Lightning runs the callbacks' hook
+        before the module's, which logs and resets them."""
+
+        value: Any = None
+
+        def on_test_epoch_end(self, trainer, pl_module) -> None:
+            self.value = breakdown(pl_module.test_metrics, trainer.datamodule)
 
     from framework.methods import get_method, load_module
 
@@ -115,12 +126,14 @@ def test_target(method: str, configs: list[str], seed: int, ckpt: Path, refineme
         for key, value in {"seed": seed, "pictures": 0, **refinement}.items():  # keys below adaptation, dotted
             OmegaConf.update(cfg, f"adaptation.{key}", value, merge=False)
         callbacks.append(spec.adaptation(cfg))
+    reader = ReadTestMetrics()
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=callbacks + ([reader] if breakdown is not None else []))
     datamodule.setup("test")
     start = time.perf_counter()
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     seconds = time.perf_counter() - start
     reports = callbacks[0].summary()["videos"] if callbacks else []
-    return module, datamodule, {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}, seconds, reports
+    return {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}, seconds, reports, reader.value
 

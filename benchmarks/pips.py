@@ -54,10 +54,15 @@ VARIANTS = {
 
 
 # --------------------------------------------------------------------------- gain
+def video_ate_vis(test_metrics, datamodule) -> dict:
+    """{video: its ATE-Vis} from the test metric's per-video breakdown (a test item is a video)."""
+    return test_metrics["ate_vis"].per_video(lambda index: index)
+
+
 def evaluate(seed: int, ckpt: Path, refinement: dict | None, overrides: list[str]) -> dict:
     """Target test of one seed's videos: metrics, per-video ATE-Vis, seconds, refinement reports."""
-    module, _, metrics, seconds, reports = test_target("pips", CONFIGS, seed, ckpt, refinement, overrides)
-    per_video = module.last_test_per_video["ate_vis"]
+    metrics, seconds, reports, per_video = test_target("pips", CONFIGS, seed, ckpt, refinement, overrides,
+                                                       breakdown=video_ate_vis)
     return {"metrics": metrics, "video_ate_vis": {str(v): float(e) for v, e in per_video.items()},
             "seconds": seconds, "videos": len(per_video), "reports": reports}
 

@@ -56,16 +56,22 @@ def train_source(work: Path, overrides: list[str], reuse: bool) -> Path:
     return train_run(CONFIGS, "source", work, overrides, reuse)
 
 
+def video_epe(test_metrics, datamodule) -> dict:
+    """{video: mean EPE of its frame pairs} from the per-sample EPE the test metric holds (equal-sized
+    frames: the pair mean is the pixel mean)."""
+    from metrics.flow import per_video
+
+    spans = datamodule.domain_dataset("target", "test").videos()
+    video_of = {i: v for v, span in spans.items() for i in span.indices}
+    index, epe, _ = test_metrics["epe"].sample_values()
+    return per_video(epe, index, video_of)
+
+
 def evaluate(seed: int, ckpt: Path, refinement: dict | None, overrides: list[str]) -> dict:
     """Target test of one seed's videos: per-video EPE, overall metrics, seconds, refinement reports."""
-    module, datamodule, metrics, seconds, reports = test_target("raft", CONFIGS, seed, ckpt, refinement, overrides)
-    dataset = datamodule.domain_dataset("target", "test")
-    index, epe = module.last_test_samples
-    video_of = {i: v for v, span in dataset.videos().items() for i in span.indices}
-    per_video: dict[int, list[float]] = {}
-    for i, e in zip(index.tolist(), epe.tolist()):
-        per_video.setdefault(video_of[i], []).append(e)  # equal-sized frames: the pixel mean is the pair mean
-    return {"metrics": metrics, "video_epe": {str(v): statistics.fmean(e) for v, e in per_video.items()},
+    metrics, seconds, reports, per_video = test_target("raft", CONFIGS, seed, ckpt, refinement, overrides,
+                                                       breakdown=video_epe)
+    return {"metrics": metrics, "video_epe": {str(v): e for v, e in per_video.items()},
             "seconds": seconds, "videos": len(per_video), "reports": reports}
 
 

@@ -33,6 +33,7 @@ class FlowLabelConfig:
 
     stride: int = 2  # labelled pairs start every `stride` frames
     teacher_batch: int = 4  # pairs per teacher forward pass
+    min_labels: int = 1  # labelled pixels a video needs to be fine-tuned at all
     # which checks a label must pass: any of cycle, colour; [] keeps every in-frame teacher pixel
     filters: list[str] = field(default_factory=lambda: list(FILTERS))
     alpha1: float = 0.002  # UnFlow's 0.01 and 0.5 scaled by 0.2, as the authors' label code
@@ -48,7 +49,7 @@ class FlowLabelConfig:
 
 
 def validate_label_config(c: FlowLabelConfig, key: str = "adaptation.labels") -> None:
-    check(c, key, stride=at_least(1), teacher_batch=at_least(1), filters=EachOneOf(FILTERS), cycle_form=OneOf(("squared", "euclidean")), alpha1=at_least(0),
+    check(c, key, stride=at_least(1), teacher_batch=at_least(1), min_labels=at_least(1), filters=EachOneOf(FILTERS), cycle_form=OneOf(("squared", "euclidean")), alpha1=at_least(0),
           alpha2=at_least(0), colour_threshold=at_least(0), densify_tolerance=at_least(0), densify_radius=at_least(0),
           densify_support=fraction())
     edges = list(c.rebalance_edges)

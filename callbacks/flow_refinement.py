@@ -91,8 +91,10 @@ class FlowLabels(TrainingSet):
         return dict(self._stats)
 
     @property
-    def empty(self) -> bool:
-        return self.cfg.objective == "pseudo_labels" and not any(bool((p[3] > 0).any()) for p in self.pairs)
+    def label_count(self) -> Optional[int]:
+        if self.cfg.objective != "pseudo_labels":
+            return None
+        return int(sum(int((p[3] > 0).sum()) for p in self.pairs))
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         c = self.cfg.augment
@@ -135,6 +137,7 @@ def _hwc(t: torch.Tensor) -> np.ndarray:
 class FlowRefinement(VideoRefinement):
     config_class = FlowRefinementConfig
     validate = staticmethod(validate_flow_refinement_config)
+    loosen = "loosen adaptation.labels.alpha1 / alpha2 / colour_threshold (or its filters)"
 
     # ------------------------------------------------------------------ labels
     def _frames(self, trainer: pl.Trainer, video: int) -> tuple[list[torch.Tensor], list[Optional[torch.Tensor]]]:

@@ -68,6 +68,11 @@ class TestTimeCallback(pl.Callback):
         """What the last test run measured on its own (written into the report); may be empty."""
         return {}
 
+    def notes(self) -> list[str]:
+        """Lines a user must not miss about the last run (printed under the before/after table and
+        written into the report), e.g. that nothing was adapted."""
+        return []
+
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.active:
             return

@@ -42,11 +42,12 @@ class TrackLabelConfig:
     # cycle: the check picks the labels; random: as many teacher tracks as the check keeps, picked at
     # random (the paper's control: does the check matter, or just fine-tuning on the teacher?)
     selection: str = "cycle"
+    min_labels: int = 1  # labelled tracks a video needs to be fine-tuned at all
 
 
 def validate_track_label_config(c: TrackLabelConfig, key: str = "adaptation.labels") -> None:
-    check(c, key, tau=at_least(0), min_speed=at_least(0), clip_stride=at_least(1), grid_spacing=at_least(1),
-          dense_spacing=at_least(1), group_size=at_least(1), dense_window=at_least(0), dense_seeds=at_least(0),
+    check(c, key, min_labels=at_least(1), tau=at_least(0), min_speed=at_least(0), clip_stride=at_least(1),
+          grid_spacing=at_least(1), dense_spacing=at_least(1), group_size=at_least(1), dense_window=at_least(0), dense_seeds=at_least(0),
           margin=at_least(0), selection=OneOf(SELECTIONS), fast_share=fraction())
 
 

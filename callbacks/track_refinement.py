@@ -12,7 +12,7 @@ schedule, batch with gradient accumulation, clipping: the authors' values by def
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import pytorch_lightning as pl
@@ -74,8 +74,10 @@ class TrackLabels(TrainingSet):
         return dict(self._stats)
 
     @property
-    def empty(self) -> bool:
-        return not self.tracks
+    def label_count(self) -> Optional[int]:
+        if self.cfg.objective != "pseudo_labels":
+            return None
+        return int(sum(t.shape[1] for t in self.tracks))
 
     def sample(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         c = self.cfg
@@ -120,6 +122,7 @@ def track_errors(truth: Callable, video: int, start: int, tracks: torch.Tensor) 
 class TrackRefinement(VideoRefinement):
     config_class = TrackRefinementConfig
     validate = staticmethod(validate_track_refinement_config)
+    loosen = "raise adaptation.labels.tau"
 
     def _clips(self, frames: torch.Tensor, S: int) -> tuple[torch.Tensor, list[int]]:
         """(T, 3, H, W) -> (C, S, 3, H, W) clips starting every ``clip_stride`` frames, and their starts."""

@@ -74,9 +74,10 @@ class TrainingSet:
         return {}
 
     @property
-    def empty(self) -> bool:
-        """True when there is nothing to learn from (no pseudo-label survived): fine-tuning is skipped."""
-        return False
+    def label_count(self) -> Optional[int]:
+        """Pseudo-labels made (pixels, tracks); None where the objective needs none. A video with fewer
+        than ``adaptation.labels.min_labels`` is left as it is."""
+        return None
 
 
 class VideoRefinement(PerVideoCallback):
@@ -85,6 +86,8 @@ class VideoRefinement(PerVideoCallback):
     requires = TeacherRefinement
     config_class: type = RefinementConfig
     validate: Callable[[Any], None] = staticmethod(lambda cfg: None)
+    # what to change when no video got labels, for the line under the before/after table
+    loosen: str = "loosen the label checks"
 
     def __init__(self, cfg: Any):
         super().__init__()
@@ -106,6 +109,13 @@ class VideoRefinement(PerVideoCallback):
     @abstractmethod
     def loss(self, pl_module, batch: dict) -> torch.Tensor:
         """The objective minimised on one training batch."""
+
+    def notes(self) -> list[str]:
+        idle = [r["video"] for r in self.reports if r["steps"] == 0]
+        if not idle:
+            return []
+        return [f"{len(idle)} of {len(self.reports)} videos not adapted: fewer than adaptation.labels.min_labels="
+                f"{self.cfg.labels.min_labels} pseudo-labels passed the checks; {self.loosen} or use a stronger model"]
 
     # --------------------------------------------------------------------- hooks
     def on_test_start(self, trainer: pl.Trainer, pl_module) -> None:
@@ -131,7 +141,9 @@ class VideoRefinement(PerVideoCallback):
         with grad_enabled():
             data = self.training_set(trainer, pl_module, video, rows)
             label_seconds = time.perf_counter() - began
-            losses = [] if data.empty else self.finetune(trainer, pl_module, data)
+            count = data.label_count
+            enough = count is None or count >= self.cfg.labels.min_labels
+            losses = self.finetune(trainer, pl_module, data) if enough else []
         return {**data.stats(), "steps": len(losses), "label_seconds": label_seconds,
                 "first_loss": losses[0] if losses else float("nan"),
                 "last_loss": losses[-1] if losses else float("nan")}

@@ -21,12 +21,12 @@ def method_dir(cfg) -> Path:
     return Path(cfg.output_dir) / cfg.method
 
 
-def run_dirs(cfg) -> list[Path]:
-    """Existing run folders of this config, oldest version first."""
+def run_dirs(cfg, run_name: str | None = None) -> list[Path]:
+    """Existing run folders of this config (or of ``run_name``), oldest version first."""
     base = method_dir(cfg)
     if not base.is_dir():
         return []
-    pattern = re.compile(re.escape(cfg.run_name) + r"(_v(\d+))?$")
+    pattern = re.compile(re.escape(run_name or cfg.run_name) + r"(_v(\d+))?$")
     found = []
     for d in base.iterdir():
         m = pattern.fullmatch(d.name)
@@ -67,13 +67,18 @@ def resume_target(cfg) -> tuple[Optional[Path], Optional[Path]]:
 
 
 def newest_checkpoint(cfg) -> Path:
-    """The checkpoint adapt.py uses by default: the best (else last) of the newest run with one."""
-    for d in sorted(run_dirs(cfg), key=lambda p: p.stat().st_mtime, reverse=True):
-        for name in (BEST, LAST):
-            ckpt = d / CHECKPOINTS / name
-            if ckpt.is_file():
-                return ckpt
-    raise UserError(f"no checkpoint for run '{cfg.run_name}' under {method_dir(cfg)}: "
+    """The checkpoint adapt.py uses by default: the best (else last) of the newest run with one. An
+    overlay renames the run (``quick+footage``) but seldom the model, so a run named after the
+    overlays that trained nothing falls back to the run of the first config file (``quick``)."""
+    names = [cfg.run_name] + ([cfg.run_name.split("+")[0]] if "+" in cfg.run_name else [])
+    for run_name in names:
+        for d in sorted(run_dirs(cfg, run_name), key=lambda p: p.stat().st_mtime, reverse=True):
+            for name in (BEST, LAST):
+                ckpt = d / CHECKPOINTS / name
+                if ckpt.is_file():
+                    return ckpt
+    tried = "' or '".join(names)
+    raise UserError(f"no checkpoint for run '{tried}' under {method_dir(cfg)}: "
                     f"run train.py with this config first, or pass ckpt=PATH")
 
 

@@ -5,7 +5,10 @@ A method module:
 - is built from plain-python config sections (saved as hyper-parameters, so
   checkpoints stay loadable with ``weights_only=True``) and records its method
   name in the checkpoint, so adapt.py can refuse another method's weights;
-- predicts with ``predict(batch)`` and scores with ``update_test_metrics``;
+- predicts with ``predict(batch)`` and says with ``update_metrics(metrics, outputs, batch)`` how
+  its outputs feed a metric collection; ``validation_step`` / ``test_step`` and the epoch ends
+  that log ``val_metrics`` / ``test_metrics`` are written here once (``update_test_metrics`` and
+  ``on_test_epoch_end`` are overridden for what the collections cannot score, e.g. footage);
   ``test_step`` uses outputs an adaptation callback left in the batch under
   ``ADAPTED_OUTPUTS`` when there are any, so callbacks decide which weights
   made each prediction without the module knowing about them;
@@ -44,9 +47,14 @@ class MethodModule(pl.LightningModule, ABC):
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
         """The outputs test metrics score, made with the current weights."""
 
-    @abstractmethod
+    def update_metrics(self, metrics, outputs: dict[str, torch.Tensor], batch: dict) -> None:
+        """Feed one batch's outputs (what ``predict`` returns) to ``metrics``, the module's
+        ``val_metrics`` or ``test_metrics``."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how its outputs feed its metrics")
+
     def update_test_metrics(self, outputs: dict[str, torch.Tensor], batch: dict) -> None:
-        """Feed one batch's outputs to the test metrics."""
+        """Feed one test batch's outputs to the test metrics."""
+        self.update_metrics(self.test_metrics, outputs, batch)
 
     def log_metrics(self, metrics, stage: str) -> dict[str, torch.Tensor]:
         """Compute (already synchronised across processes), log as ``stage/name`` and reset."""
@@ -69,6 +77,15 @@ class MethodModule(pl.LightningModule, ABC):
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.predict(batch)
 
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        self.check_batch(batch)
+        outputs = self.predict(batch)
+        self.update_metrics(self.val_metrics, outputs, batch)
+        return outputs
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metrics(self.val_metrics, "val")
+
     def test_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         outputs = batch.pop(ADAPTED_OUTPUTS, None)
         self.check_batch(batch)
@@ -76,6 +93,11 @@ class MethodModule(pl.LightningModule, ABC):
             outputs = self.predict(batch)
         self.update_test_metrics(outputs, batch)
         return outputs
+
+    def on_test_epoch_end(self) -> None:
+        metrics = getattr(self, "test_metrics", None)  # None: a module scoring in its own update_test_metrics
+        if metrics is not None:
+            self.log_metrics(metrics, self.test_stage)
 
     # ------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -85,8 +85,8 @@ class ISOModule(MethodModule, SelfSupervisedAdaptation):
             pose = 0.5 * (pose + flip_horizontal(mirrored, self.skeleton))
         return {"pose3d": self.centre(pose) * self.cfg.pose_unit}
 
-    def update_test_metrics(self, outputs: dict, batch: dict) -> None:
-        self.test_metrics.update(outputs["pose3d"].float(), batch["pose3d"].float(), batch["index"])
+    def update_metrics(self, metrics, outputs: dict, batch: dict) -> None:
+        metrics.update(outputs["pose3d"].float(), batch["pose3d"].float(), batch["index"])
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -137,18 +137,6 @@ class ISOModule(MethodModule, SelfSupervisedAdaptation):
         # the FSL-only baseline never steps the discriminator, so its schedule stays put
         for scheduler in schedulers[:1] if self.cfg.ssl == "none" else schedulers:
             scheduler.step()
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
-        self.check_batch(batch)
-        outputs = self.predict(batch)
-        self.val_metrics.update(outputs["pose3d"].float(), batch["pose3d"].float(), batch["index"])
-        return outputs
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_metrics(self.val_metrics, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_metrics(self.test_metrics, self.test_stage)
 
     # --------------------------------------------------------------- adaptation
     def adaptation_groups(self) -> dict[str, list[str]]:

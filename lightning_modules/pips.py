@@ -15,7 +15,6 @@ from typing import Optional
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from framework.checks import at_least, check, fraction
 from framework.config import method_schema
@@ -27,7 +26,8 @@ from lightning_modules.base import MethodModule
 from lightning_modules.capabilities import TeacherRefinement
 from lightning_modules.optimisation import AdamWOneCycle
 from lightning_modules.pips_losses import pips_total_loss
-from metrics.tracking import tracking_metric_collection, tracking_per_video
+from metrics.tracking import tracking_metric_collection
+from nets.padding import Padder
 from nets.pips import PIPs
 from nets.pips_chain import pips_window_fn, track_long
 
@@ -61,17 +61,10 @@ class PIPsModelConfig:
     pretrained: Optional[str] = None  # the authors' checkpoint (model-000200000.pth layout)
 
 
-def pad_to_multiple(frames: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad (..., H, W) at the bottom and right to multiples of ``multiple``: pixel
+def _padded(frames: torch.Tensor, stride: int) -> torch.Tensor:
+    """(..., H, W) replicate-padded at the bottom and right to multiples of ``stride``: pixel
     coordinates are unchanged, so tracks need no correction."""
-    h, w = frames.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return frames
-    shape = frames.shape
-    flat = frames.reshape(-1, *shape[-3:])
-    flat = F.pad(flat, (0, pw, 0, ph), mode="replicate")
-    return flat.reshape(*shape[:-2], h + ph, w + pw)
+    return Padder(frames.shape, mode="corner", multiple=stride).pad(frames)[0]
 
 
 def constancy_loss(coords: list[torch.Tensor], maps: torch.Tensor, scale: float, gamma: float) -> torch.Tensor:
@@ -107,8 +100,6 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         self.val_metrics = tracking_metric_collection()
         self.test_metrics = tracking_metric_collection()
         self.cycle_shares: list[torch.Tensor] = []
-        # {metric: {test item (a video): value}} of the last test run, for per-video breakdowns (benchmarks)
-        self.last_test_per_video: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ checks
     def _check_frames(self, frames: torch.Tensor) -> None:
@@ -124,11 +115,8 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
     def window(self, frames: torch.Tensor, xys: torch.Tensor, iters: Optional[int] = None):
         """One S-frame window at test stride: the network's output for points queried at frame 0."""
         self._check_frames(frames)
-        self.net.stride = self.cfg.test_stride
-        try:
-            return self.net(xys, pad_to_multiple(frames, self.cfg.test_stride), iters=iters or self.cfg.test_iters)
-        finally:
-            self.net.stride = self.cfg.stride
+        stride = self.cfg.test_stride
+        return self.net(xys, _padded(frames, stride), iters=iters or self.cfg.test_iters, stride=stride)
 
     def track(self, frames: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Tracks of (B, N, 3) queries (t, x, y) through a whole video: (B, T, N, 2) pixels and
@@ -137,12 +125,9 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         if queries.dim() != 3 or queries.shape[-1] != 3 or queries.shape[0] != frames.shape[0]:
             raise UserError(f"PIPs: queries must be (B, N, 3) as (t, x, y) for {frames.shape[0]} videos, "
                             f"got {tuple(queries.shape)}")
-        self.net.stride = self.cfg.test_stride
-        try:
-            padded = pad_to_multiple(frames, self.cfg.test_stride)
-            return track_long(pips_window_fn(self.net, self.cfg.test_iters), padded, queries.float())
-        finally:
-            self.net.stride = self.cfg.stride
+        stride = self.cfg.test_stride
+        return track_long(pips_window_fn(self.net, self.cfg.test_iters, stride), _padded(frames, stride),
+                          queries.float())
 
     @property
     def clip_frames(self) -> int:
@@ -181,14 +166,18 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
             shares.append(kept / max(queries.shape[1], 1))
         return torch.tensor(shares, device=frames.device)
 
+    def update_metrics(self, metrics, outputs: dict, batch: dict) -> None:
+        h, w = batch["frames"].shape[-2:]
+        metrics.update(outputs["trajs"].float(), batch["trajs"].float(), batch["visible"].bool(),
+                       batch["valid"].bool(), batch["index"], queries=batch["queries"].float(),
+                       pred_visible=outputs["vis"] > self.cfg.visible_threshold, size=(h, w))
+
     def update_test_metrics(self, outputs: dict, batch: dict) -> None:
+        """Footage (no ``trajs`` in the batch) is scored by its cycle-consistent share instead."""
         if "trajs" not in batch:
             self.cycle_shares.append(outputs["cycle_share"].detach().cpu())
             return
-        h, w = batch["frames"].shape[-2:]
-        self.test_metrics.update(outputs["trajs"].float(), batch["trajs"].float(), batch["visible"].bool(),
-                                 batch["valid"].bool(), batch["index"], queries=batch["queries"].float(),
-                                 pred_visible=outputs["vis"] > self.cfg.visible_threshold, size=(h, w))
+        super().update_test_metrics(outputs, batch)
 
     def on_test_epoch_start(self) -> None:
         self.cycle_shares = []
@@ -198,8 +187,7 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
             share = torch.cat(self.cycle_shares).float().mean() * 100
             self.log(f"{self.test_stage}/cycle_consistent_pct", share, sync_dist=True)
             return
-        self.last_test_per_video = tracking_per_video(self.test_metrics, lambda index: index)
-        self.log_metrics(self.test_metrics, self.test_stage)
+        super().on_test_epoch_end()
 
     # -------------------------------------------------------------- refinement
     def adaptation_groups(self) -> dict[str, list[str]]:
@@ -213,57 +201,39 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         stays that of its query, summed over iterations with the sequence weights."""
         iters = iters or self.cfg.test_iters
         if objective == "pseudo_labels":
-            return self.clip_loss(batch, iters, 0.0, self.cfg.test_stride)
-        frames = pad_to_multiple(batch["frames"], self.cfg.test_stride)
+            return self.clip_loss(batch, iters, 0.0, self.cfg.test_stride)[0]
+        stride = self.cfg.test_stride
+        frames = _padded(batch["frames"], stride)
         self._check_frames(frames)
-        self.net.stride = self.cfg.test_stride
-        try:
-            out = self.net(batch["trajs"][:, 0], frames, iters=iters)
-            if objective == "feature":
-                with torch.no_grad():
-                    maps = self.net.encode(frames)  # (B, S, C, H/stride, W/stride)
-                scale = self.cfg.test_stride
-            else:
-                maps, scale = frames / 255.0, 1
-        finally:
-            self.net.stride = self.cfg.stride
+        out = self.net(batch["trajs"][:, 0], frames, iters=iters, stride=stride)
+        if objective == "feature":
+            with torch.no_grad():
+                maps = self.net.encode(frames, stride)  # (B, S, C, H/stride, W/stride)
+            scale = stride
+        else:
+            maps, scale = frames / 255.0, 1
         return constancy_loss(out.coords, maps, scale, self.cfg.gamma)
 
-    def clip_loss(self, batch: dict, iters: int, vis_weight: float, stride: int) -> torch.Tensor:
-        """The authors' loss on S-frame clips (``weight`` (B, N), optional, scales each track)."""
+    def clip_loss(self, batch: dict, iters: int, vis_weight: float, stride: int
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The authors' loss on S-frame clips (``weight`` (B, N), optional, scales each track) and
+        its terms, detached (for logging)."""
         frames = batch["frames"]
         self._check_frames(frames)
-        self.net.stride = stride
-        try:
-            out = self.net(batch["trajs"][:, 0], pad_to_multiple(frames, stride), iters=iters,
-                           return_scores=self.cfg.score_weight > 0)
-        finally:
-            self.net.stride = self.cfg.stride
+        out = self.net(batch["trajs"][:, 0], _padded(frames, stride), iters=iters,
+                       return_scores=self.cfg.score_weight > 0, stride=stride)
         total, parts = pips_total_loss(out, batch["trajs"], batch["visible"].float(), batch["valid"].float(),
                                        vis_weight=vis_weight, score_weight=self.cfg.score_weight,
                                        gamma=self.cfg.gamma, weight=batch.get("weight"))
-        self.last_loss_parts = {k: v.detach() for k, v in parts.items()}
-        return total
+        return total, {k: v.detach() for k, v in parts.items()}
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self.check_batch(batch)
-        loss = self.clip_loss(batch, self.cfg.iters, self.cfg.vis_weight, self.cfg.stride)
-        self.log_dict({"train/loss": loss, **{f"train/{k}": v for k, v in self.last_loss_parts.items()}},
+        loss, parts = self.clip_loss(batch, self.cfg.iters, self.cfg.vis_weight, self.cfg.stride)
+        self.log_dict({"train/loss": loss, **{f"train/{k}": v for k, v in parts.items()}},
                       batch_size=batch["frames"].shape[0])
         return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
-        self.check_batch(batch)
-        outputs = self.predict(batch)
-        h, w = batch["frames"].shape[-2:]
-        self.val_metrics.update(outputs["trajs"].float(), batch["trajs"].float(), batch["visible"].bool(),
-                                batch["valid"].bool(), batch["index"], queries=batch["queries"].float(),
-                                pred_visible=outputs["vis"] > self.cfg.visible_threshold, size=(h, w))
-        return outputs
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_metrics(self.val_metrics, "val")
 
 
 def footage_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:

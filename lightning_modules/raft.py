@@ -18,7 +18,8 @@ from lightning_modules.capabilities import TeacherRefinement
 from lightning_modules.optimisation import AdamWOneCycle
 from lightning_modules.raft_losses import sequence_loss, unsupervised_sequence_loss
 from metrics.flow import epe_sums, flow_metric_collection, unsupervised_flow_metric_collection
-from nets.raft import RAFT, InputPadder
+from nets.padding import Padder
+from nets.raft import RAFT
 
 MIN_SIZE = 64  # 1/8 resolution, then the correlation pyramid halves it 3 times
 
@@ -39,7 +40,7 @@ class RAFTModelConfig:
     pct_start: float = 0.05
     grad_clip: Optional[float] = 1.0
     freeze_bn: bool = False
-    metrics: str = "sintel"  # sintel | kitti (also the InputPadder mode)
+    metrics: str = "sintel"  # sintel | kitti (also the Padder mode)
     # RAFT weights to start from (authors' or torchvision layout), loaded when the module is built
     pretrained: Optional[str] = None
 
@@ -61,8 +62,6 @@ class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         self.val_metrics = flow_metric_collection(c.metrics)
         self.test_metrics = flow_metric_collection(c.metrics)
         self.unsupervised_metrics = unsupervised_flow_metric_collection()
-        # per-sample (index, EPE) of the last test run, for per-video breakdowns (benchmarks)
-        self.last_test_samples: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         if c.freeze_bn:
             self.net.freeze_bn()
 
@@ -84,7 +83,7 @@ class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
     # ------------------------------------------------------------------ predict
     def flow(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
         """Test-mode flow from image1 to image2 at the input size (padded for the network, then cut)."""
-        padder = InputPadder(image1.shape, mode=self.cfg.metrics)
+        padder = Padder(image1.shape, mode=self.cfg.metrics, multiple=8)
         image1, image2 = padder.pad(image1, image2)
         self._check_size(image1)
         _, flow = self.net(image1, image2, iters=self.cfg.test_iters, test_mode=True)
@@ -102,10 +101,13 @@ class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         """Pseudo-label refinement's teacher: the forward flow of ``image1`` -> ``image2`` only."""
         return {"flow": self.flow(batch["image1"], batch["image2"])}
 
+    def update_metrics(self, metrics, outputs: dict, batch: dict) -> None:
+        metrics.update(outputs["flow"].float(), batch["flow"].float(), batch.get("valid"), batch["index"])
+
     def update_test_metrics(self, outputs: dict, batch: dict) -> None:
+        """Footage (no ``flow`` in the batch) is scored by the label-free metrics instead."""
         if "flow" in batch:
-            self.test_metrics.update(outputs["flow"].float(), batch["flow"].float(), batch.get("valid"),
-                                     batch["index"])
+            super().update_test_metrics(outputs, batch)
         else:
             self.unsupervised_metrics.update(batch["image1"].float(), batch["image2"].float(),
                                              outputs["flow"].float(), outputs["flow_bw"].float(), batch["index"])
@@ -139,22 +141,11 @@ class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
                       batch_size=batch["image1"].shape[0])
         return loss
 
-    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
-        self.check_batch(batch)
-        outputs = self.predict(batch)
-        self.val_metrics.update(outputs["flow"].float(), batch["flow"].float(), batch.get("valid"), batch["index"])
-        return outputs
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_metrics(self.val_metrics, "val")
-
     def on_test_epoch_end(self) -> None:
         if any(m.update_called for m in self.unsupervised_metrics.values()):
             self.log_metrics(self.unsupervised_metrics, self.test_stage)
             return
-        index, epe, _ = self.test_metrics["epe"].sample_values()
-        self.last_test_samples = (index.cpu(), epe.cpu())
-        self.log_metrics(self.test_metrics, self.test_stage)
+        super().on_test_epoch_end()
 
 
 def footage_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:

@@ -233,10 +233,20 @@ class PhotometricError(_LabelFreeMetric):
         return torch.stack((diff.flatten(1).sum(1), inside.flatten(1).sum(1).float()), 1)
 
 
+class FlowMagnitude(_LabelFreeMetric):
+    """Mean length of the forward flow, px. Not a quality on its own: it shows a refinement that
+    collapses the flow towards zero, which the consistency share would reward."""
+
+    def label_free_sums(self, image1, image2, flow_fw, flow_bw):
+        length = torch.linalg.vector_norm(flow_fw, dim=1)
+        return torch.stack((length.flatten(1).sum(1), torch.full_like(length[:, 0, 0], length[0].numel())), 1)
+
+
 def unsupervised_flow_metric_collection(prefix: str = "") -> MetricCollection:
-    """What can be measured on footage without ground truth: fb_consistent (%) and photometric error."""
-    return MetricCollection({"fb_consistent": ForwardBackwardConsistency(), "photometric": PhotometricError()},
-                            prefix=prefix, compute_groups=False)
+    """What can be measured on footage without ground truth: fb_consistent (%), the photometric error
+    and the mean flow magnitude (to be read together: each alone can be gamed)."""
+    return MetricCollection({"fb_consistent": ForwardBackwardConsistency(), "photometric": PhotometricError(),
+                             "flow_magnitude": FlowMagnitude()}, prefix=prefix, compute_groups=False)
 
 
 def per_video(values: torch.Tensor, index: torch.Tensor, video_of_index: Any,

@@ -3,9 +3,10 @@
 Module names and tensor shapes follow the authors' ``nets/pips.py`` so their released
 ``model-000200000.pth`` loads one-to-one (see nets/pips_checkpoints.py) and gives their outputs.
 An S-frame window is encoded at 1/``stride`` resolution (trained with 8, evaluated with 4; the
-weights do not depend on it, so ``net.stride`` may be changed between calls). Each point's feature
-is correlated with every frame, a 4-level pyramid is read in a radius-3 window around the current
-estimate, and an MLP-Mixer over the S time steps updates positions and per-frame features.
+weights do not depend on it, so ``forward`` and ``encode`` take the ``stride`` of one call, None
+being the net's own). Each point's feature is correlated with every frame, a 4-level pyramid is
+read in a radius-3 window around the current estimate, and an MLP-Mixer over the S time steps
+updates positions and per-frame features.
 
 Deliberate differences from the authors' code, none of which changes their outputs:
 - no loss or visualisation inside ``forward``; the losses live in lightning_modules/pips_losses.py
@@ -217,7 +218,8 @@ class TrackCorrelation:
 
 
 class PIPs(nn.Module):
-    """PIPs v1. ``rgbs`` (B, S, 3, H, W) in [0, 255], H and W multiples of ``stride``."""
+    """PIPs v1. ``rgbs`` (B, S, 3, H, W) in [0, 255], H and W multiples of the stride (``stride``,
+    or the one a call passes)."""
 
     def __init__(self, S: int = 8, stride: int = 4, hidden_dim: int = 256, latent_dim: int = 128,
                  corr_levels: int = 4, corr_radius: int = 3, mixer_dim: int = 512, mixer_depth: int = 12):
@@ -231,8 +233,10 @@ class PIPs(nn.Module):
         self.ffeat_updater = nn.Sequential(nn.Linear(latent_dim, latent_dim), nn.GELU())
         self.vis_predictor = nn.Sequential(nn.Linear(latent_dim, 1))
 
-    def _feature_size(self, h: int, w: int) -> tuple[int, int]:
-        stride = self.stride
+    def _stride(self, stride: Optional[int]) -> int:
+        return self.stride if stride is None else stride
+
+    def _feature_size(self, h: int, w: int, stride: int) -> tuple[int, int]:
         if not isinstance(stride, int) or stride < 1:
             raise UserError(f"PIPs stride must be a positive integer, got {stride!r}")
         if h % stride or w % stride:
@@ -240,12 +244,13 @@ class PIPs(nn.Module):
                             f"resize or pad the frames")
         return h // stride, w // stride
 
-    def encode(self, rgbs: torch.Tensor) -> torch.Tensor:
-        """(B, S, 3, H, W) in [0, 255] -> features (B, S, latent, H/stride, W/stride)."""
+    def encode(self, rgbs: torch.Tensor, stride: Optional[int] = None) -> torch.Tensor:
+        """(B, S, 3, H, W) in [0, 255] -> features (B, S, latent, H/stride, W/stride); ``stride``
+        None: the net's own."""
         if rgbs.dim() != 5 or rgbs.shape[2] != 3:
             raise UserError(f"PIPs rgbs must be (B, S, 3, H, W), got {tuple(rgbs.shape)}")
         b, s, _, h, w = rgbs.shape
-        size = self._feature_size(h, w)
+        size = self._feature_size(h, w, self._stride(stride))
         x = 2 * (rgbs.reshape(b * s, 3, h, w) / 255.0) - 1.0
         return self.fnet(x, size).reshape(b, s, self.latent_dim, *size)
 
@@ -263,20 +268,22 @@ class PIPs(nn.Module):
 
     def forward(self, xys: torch.Tensor, rgbs: torch.Tensor, iters: int = 6,
                 coords_init: Optional[torch.Tensor] = None, feat_init: Optional[torch.Tensor] = None,
-                return_feat: bool = False, return_scores: Optional[bool] = None) -> PipsOutput:
+                return_feat: bool = False, return_scores: Optional[bool] = None,
+                stride: Optional[int] = None) -> PipsOutput:
         """Track ``xys`` (B, N, 2), pixels in frame 0, through the window.
 
         ``coords_init`` (B, S, N, 2) pixels warm-starts the trajectory (default: static); as in the
         authors' code its frame 0 is then what the template is read at and what frame 0 is locked to.
         ``feat_init`` (B, N, latent) replaces the template feature (chaining). ``return_scores``:
-        build the score maps for the loss (None: in training mode only).
+        build the score maps for the loss (None: in training mode only). ``stride``: the feature
+        stride of this call (None: the net's own ``stride``).
         """
         self._check(xys, rgbs, coords_init, feat_init)
         if return_scores is None:
             return_scores = self.training
         b, s = rgbs.shape[:2]
-        n, c, stride = xys.shape[1], self.latent_dim, self.stride
-        fmaps = self.encode(rgbs)
+        n, c, stride = xys.shape[1], self.latent_dim, self._stride(stride)
+        fmaps = self.encode(rgbs, stride)
         size = fmaps.shape[-2:]
 
         if coords_init is None:

@@ -114,12 +114,13 @@ def track_long(window_fn: WindowFn, rgbs: torch.Tensor, queries: torch.Tensor, S
     return trajs, vis
 
 
-def pips_window_fn(net: torch.nn.Module, iters: int = 6) -> WindowFn:
+def pips_window_fn(net: torch.nn.Module, iters: int = 6, stride: Optional[int] = None) -> WindowFn:
     """Adapt a nets.pips.PIPs to ``track_long``: final-iteration coordinates, visibility logits and
-    the template feature, without gradients. Put the net in eval mode first (frame 0 is locked to
-    the query only there)."""
+    the template feature, without gradients, at ``stride`` (None: the net's own). Put the net in
+    eval mode first (frame 0 is locked to the query only there)."""
     def run(rgbs: torch.Tensor, xys: torch.Tensor, feat_init: Optional[torch.Tensor]):
         with torch.no_grad():
-            out = net(xys, rgbs, iters=iters, feat_init=feat_init, return_feat=True, return_scores=False)
+            out = net(xys, rgbs, iters=iters, feat_init=feat_init, return_feat=True, return_scores=False,
+                      stride=stride)
         return out.coords[-1], out.vis, out.feat_init
     return run

@@ -202,7 +202,7 @@ def bilinear_upsample8(flow: torch.Tensor) -> torch.Tensor:
 
 
 class RAFT(nn.Module):
-    """RAFT. Images are (B, 3, H, W) in [0, 255] with H, W multiples of 8 (see InputPadder).
+    """RAFT. Images are (B, 3, H, W) in [0, 255] with H, W multiples of 8 (see nets.padding.Padder).
 
     ``corr_mode``: "all_pairs" (the authors' volume) or "on_the_fly" (same numbers, memory linear in
     the frame size). Under autocast the correlation stays fp32.
@@ -238,7 +238,7 @@ class RAFT(nn.Module):
                             f"and {tuple(image2.shape)}")
         b, _, h, w = image1.shape
         if h % 8 or w % 8:
-            raise UserError(f"RAFT input size {h}x{w} is not a multiple of 8; pad with InputPadder")
+            raise UserError(f"RAFT input size {h}x{w} is not a multiple of 8; pad with nets.padding.Padder")
         image1 = (2 * (image1 / 255.0) - 1.0).contiguous()
         image2 = (2 * (image2 / 255.0) - 1.0).contiguous()
 
@@ -275,25 +275,3 @@ def raft_large(**kwargs) -> RAFT:
 
 def raft_small(**kwargs) -> RAFT:
     return RAFT(small=True, **kwargs)
-
-
-class InputPadder:
-    """Pads images to a multiple of 8 with replicate padding: 'sintel' splits the padding evenly on
-    all sides, 'kitti' splits it left/right but puts all vertical padding at the bottom."""
-
-    def __init__(self, dims, mode: str = "sintel"):
-        if mode not in ("sintel", "kitti"):
-            raise UserError(f"InputPadder mode {mode!r} unknown; expected 'sintel' or 'kitti'")
-        self.ht, self.wd = dims[-2:]
-        pad_h, pad_w = (-self.ht) % 8, (-self.wd) % 8
-        left, right = pad_w // 2, pad_w - pad_w // 2
-        top, bottom = (pad_h // 2, pad_h - pad_h // 2) if mode == "sintel" else (0, pad_h)
-        self.pads = [left, right, top, bottom]
-
-    def pad(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        return [F.pad(x, self.pads, mode="replicate") for x in inputs]
-
-    def unpad(self, x: torch.Tensor) -> torch.Tensor:
-        left, right, top, bottom = self.pads
-        h, w = x.shape[-2:]
-        return x[..., top:h - bottom, left:w - right]

@@ -179,3 +179,12 @@ def test_checkpoint_writer_keeps_the_old_checkpoint_when_saving_fails(tmp_path):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "hook": lambda: None}, path)  # not picklable
     assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
     assert os.listdir(tmp_path) == ["last.ckpt"]
+
+
+def test_a_failed_adapt_leaves_no_run_folder_behind(adapt, tmp_path):
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    for _ in range(2):
+        with pytest.raises(UserError, match="is empty"):
+            adapt(f"ckpt={empty}")
+    assert not (tmp_path / "out" / "iso").exists() or not any((tmp_path / "out" / "iso").iterdir())

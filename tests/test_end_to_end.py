@@ -2,6 +2,7 @@
 reports, default checkpoint discovery, resume, bf16-mixed. Tiny settings on the CPU."""
 import json
 import math
+import os
 import shutil
 from types import SimpleNamespace
 
@@ -148,3 +149,27 @@ def test_bf16_mixed_training_and_adaptation_on_cpu(tmp_path):
     rep = report(tmp_path / "iso" / "quick_adapt")
     assert finite_metrics(rep["before"]) and finite_metrics(rep["after"])
     assert rep["after"]["mpjpe"] != rep["before"]["mpjpe"]
+
+
+def test_ctrl_c_says_in_one_line_how_to_resume(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.commands import QUICK, ROOT, TINY
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("MOTION_ADAPT_RUN_DIR", None)
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", QUICK, *TINY, "trainer.max_epochs=1000",
+           f"output_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "iso" / "quick" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    lines = [line for line in err.splitlines() if "resume=true" in line]
+    assert len(lines) == 1 and lines[0].startswith("interrupted in epoch ")
+    assert f"output_dir={tmp_path}" in lines[0] and "trainer.max_epochs=1000" in lines[0]

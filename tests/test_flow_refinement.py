@@ -137,6 +137,18 @@ def test_label_free_metrics_on_an_exact_translation():
     values = metrics.compute()
     assert values["fb_consistent"].item() == pytest.approx(100 * 69 / 72, rel=1e-4)  # the last 3 columns leave
     assert values["photometric"].item() < 1e-3
+    assert values["flow_magnitude"].item() == pytest.approx(3.0)
+
+
+def test_the_table_flags_a_label_free_gain_that_collapsed_the_flow():
+    from adapt import label_free_warnings
+    before = {"fb_consistent": 2.7, "photometric": 7.9, "flow_magnitude": 2.06}
+    collapsed = {"fb_consistent": 76.7, "photometric": 9.1, "flow_magnitude": 0.22}  # the panned photograph
+    notes = label_free_warnings(before, collapsed)
+    assert len(notes) == 2 and "raised the photometric error (7.90 -> 9.10)" in notes[0]
+    assert "shrank the mean flow magnitude by 89%" in notes[1]
+    assert label_free_warnings(before, {"fb_consistent": 30.0, "photometric": 6.5, "flow_magnitude": 1.9}) == []
+    assert label_free_warnings({"epe": 3.0}, {"epe": 2.0}) == []  # scored data: nothing to flag
 
 
 # -------------------------------------------------------------- augmentation
@@ -223,6 +235,17 @@ def test_a_video_without_pseudo_labels_is_left_as_it_is():
     _, original, callback = run_refinement("per_video", filters=["cycle", "colour"], colour_threshold=0.0)
     assert callback.starts == [] and all(v["steps"] == 0 and v["label_share"] == 0
                                          for v in callback.summary()["videos"])
+    assert callback.notes() == ["2 of 2 videos not adapted: fewer than adaptation.labels.min_labels=1 pseudo-labels "
+                                "passed the checks; loosen adaptation.labels.alpha1 / alpha2 / colour_threshold (or "
+                                "its filters) or use a stronger model"]
+
+
+def test_a_video_with_fewer_labels_than_the_minimum_is_left_as_it_is():
+    _, _, every = run_refinement("per_video")  # no filter: every in-frame pixel of the 64x72 pairs is a label
+    assert all(v["steps"] == 2 for v in every.summary()["videos"]) and every.notes() == []
+    _, _, callback = run_refinement("per_video", min_labels=64 * 72 + 1)
+    assert callback.starts == [] and all(v["steps"] == 0 for v in callback.summary()["videos"])
+    assert callback.notes()[0].startswith("2 of 2 videos not adapted")
 
 
 @pytest.mark.parametrize("objective", ["photometric", "photometric_smooth", "photometric_edge"])
@@ -276,7 +299,7 @@ def test_adapt_py_refines_raft_end_to_end(tmp_path, raft_checkpoint):
     cli("adapt.py", tmp_path, f"ckpt={raft_checkpoint}", "data.test_videos=2", config=RAFT_QUICK, tiny=RAFT_TINY)
     run = tmp_path / "raft" / "quick_adapt"
     result = report(run)
-    assert set(result) == {"method", "checkpoint", "before", "after", "seconds", "adaptation"}
+    assert set(result) - {"notes"} == {"method", "checkpoint", "before", "after", "seconds", "adaptation"}
     assert {"epe", "1px", "3px", "5px"} <= set(result["before"]) == set(result["after"])
     assert result["adaptation"]["objective"] == "pseudo_labels" and result["adaptation"]["finetune"]["steps"] == 2
     videos = result["adaptation"]["summary"]["videos"]
@@ -296,7 +319,7 @@ def test_adapt_py_on_footage_writes_refined_flow(tmp_path, raft_checkpoint):
         f"data.target.root={frames}", "adaptation.labels.stride=1", config=RAFT_QUICK, tiny=RAFT_TINY)
     run = tmp_path / "out" / "raft" / "quick_adapt"
     result = report(run)
-    assert {"fb_consistent", "photometric"} == set(result["before"]) == set(result["after"])
+    assert {"fb_consistent", "photometric", "flow_magnitude"} == set(result["before"]) == set(result["after"])
     written = sorted(p.name for p in (run / "flow").glob("*.flo"))
     assert written == ["000_00000.flo", "000_00001.flo", "000_00002.flo"]
     assert len(list((run / "flow").glob("*.png"))) == 3

@@ -176,3 +176,50 @@ def test_bad_settings_and_modules_give_one_clear_error():
     with pytest.raises(UserError, match="method 'iso' cannot be adapted by PerVideoOptimisation: it does not declare "
                                         "OutputOptimisation"):
         PerVideoOptimisation({}).on_test_start(None, tiny_iso())
+
+
+class VideoData(pl.LightningDataModule):
+    """Test rows by whole videos per rank, as the framework's datamodules hand them out under DDP."""
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def test_dataloader(self):
+        from datamodules.sampling import VideoShardSampler
+        spans = self.dataset.videos()
+        sampler = VideoShardSampler(self.dataset, [spans[v].indices for v in sorted(spans)],
+                                    self.trainer.world_size, self.trainer.global_rank)
+        return DataLoader(self.dataset, batch_size=2, sampler=sampler)
+
+
+class Reporting(PerVideoOptimisation):
+    """Writes what this rank optimised, and the gathered report, where the test can read them."""
+
+    def __init__(self, cfg, folder):
+        super().__init__(cfg)
+        self.folder = folder
+
+    def on_test_end(self, trainer, pl_module):
+        mine = [r["video"] for r in self.reports]
+        super().on_test_end(trainer, pl_module)
+        import json
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(
+            {"optimised": mine, "reported": [r["video"] for r in self.summary()["videos"]],
+             "seen": pl_module.seen}))
+
+
+def test_under_two_process_ddp_every_video_is_optimised_once_and_reported_once(tmp_path):
+    import json
+    targets = [0.0, 1.0, 2.0, 10.0, 11.0, 5.0, 6.0, 7.0, 8.0]
+    videos = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    callback = Reporting({"lr": 0.05, "stages": [{"iterations": 600}]}, tmp_path)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False, callbacks=[callback])
+    trainer.test(Toy(smooth=100.0), datamodule=VideoData(Targets(targets, videos)), verbose=False)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert sorted(ranks[0]["optimised"] + ranks[1]["optimised"]) == [0, 1, 2]  # each video on one rank only
+    assert ranks[0]["reported"] == ranks[1]["reported"] == [0, 1, 2]  # every rank's report lists each once
+    seen = sorted(ranks[0]["seen"] + ranks[1]["seen"])
+    means = sorted([1.0] * 3 + [10.5] * 2 + [6.5] * 4)  # each frame pulled to its own video's mean
+    assert seen == pytest.approx(means, abs=0.1)

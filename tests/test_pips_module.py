@@ -11,7 +11,8 @@ from callbacks.track_refinement import TrackRefinement, track_errors
 from datamodules.point_tracking import PointTrackingDataModule
 from datamodules.synthetic.track_scenes import SyntheticTrackVideos
 from framework.errors import UserError
-from lightning_modules.pips import PIPsModule, constancy_loss, pad_to_multiple
+from lightning_modules.pips import PIPsModule, constancy_loss
+from nets.padding import Padder
 from tests.commands import PIPS_QUICK, PIPS_SMALL_DOMAIN as SMALL_DOMAIN, PIPS_TINY, cli, report
 
 TINY_MODEL = {"mixer_dim": 32, "mixer_depth": 2, "iters": 2, "test_iters": 2}
@@ -29,7 +30,7 @@ def tiny_target(videos: int = 2) -> PointTrackingDataModule:
 
 def test_padding_keeps_pixel_coordinates():
     frames = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).reshape(1, 2, 3, 5, 6)
-    padded = pad_to_multiple(frames, 4)
+    (padded,) = Padder(frames.shape, mode="corner", multiple=4).pad(frames)
     assert padded.shape == (1, 2, 3, 8, 8)
     assert torch.equal(padded[..., :5, :6], frames) and torch.equal(padded[..., 7, 7], frames[..., 4, 5])
 
@@ -58,12 +59,12 @@ def test_training_steps_lower_the_loss_on_one_clip():
     module.train()
     for _ in range(8):
         optimizer.zero_grad()
-        loss = module.clip_loss(batch, 2, 10.0, module.cfg.stride)
+        loss, parts = module.clip_loss(batch, 2, 10.0, module.cfg.stride)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert np.isfinite(losses).all() and losses[-1] < 0.8 * losses[0]
-    assert set(module.last_loss_parts) == {"seq", "vis", "score"}
+    assert set(parts) == {"seq", "vis", "score"}
 
 
 def test_constancy_loss_is_zero_exactly_on_the_true_tracks():
@@ -151,6 +152,9 @@ def test_self_supervised_baselines_change_the_weights(objective):
 def test_refinement_without_labels_leaves_the_video_alone():
     _, original, callback = run_refinement("per_video", tau=0.0)
     assert callback.starts == [] and all(v["steps"] == 0 for v in callback.summary()["videos"])
+    videos = len(callback.summary()["videos"])
+    assert callback.notes() == [f"{videos} of {videos} videos not adapted: fewer than adaptation.labels.min_labels=1 "
+                                f"pseudo-labels passed the checks; raise adaptation.labels.tau or use a stronger model"]
 
 
 def test_refinement_config_errors_name_the_key():

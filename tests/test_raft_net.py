@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from framework.errors import UserError
-from nets.raft import RAFT, InputPadder
+from nets.padding import Padder
+from nets.raft import RAFT
 from nets.raft_checkpoints import load_raft_state_dict, to_authors_layout, to_torchvision_layout
 
 
@@ -55,7 +56,7 @@ def test_non_multiple_of_8_input_is_a_user_error():
 @pytest.mark.parametrize("mode,pads", [("sintel", [2, 3, 1, 2]), ("kitti", [2, 3, 0, 3])])
 def test_input_padder_round_trip(mode, pads):
     x = torch.randn(2, 3, 37, 59)
-    padder = InputPadder(x.shape, mode=mode)
+    padder = Padder(x.shape, mode=mode)
     (padded,) = padder.pad(x)
     assert padded.shape[-2:] == (40, 64) and padder.pads == pads
     assert torch.equal(padder.unpad(padded), x)
@@ -65,7 +66,7 @@ def test_input_padder_round_trip(mode, pads):
 
 def test_input_padder_no_padding_needed():
     x = torch.randn(1, 3, 16, 24)
-    padder = InputPadder(x.shape)
+    padder = Padder(x.shape)
     assert torch.equal(padder.unpad(padder.pad(x)[0]), x)
 
 

@@ -1,0 +1,32 @@
+"""What train.py and adapt.py say around a run: warnings a user can act on, nothing else."""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+from omegaconf import OmegaConf
+
+from framework.cli import build_trainer, quiet_lightning
+from framework.config import TrainerConfig
+
+
+def cfg_with(**trainer):
+    return OmegaConf.create({"trainer": OmegaConf.structured(TrainerConfig(accelerator="cpu", devices=1, **trainer))})
+
+
+def test_bf16_on_a_cpu_is_warned_about_once_and_fp32_is_not(tmp_path):
+    with pytest.warns(UserWarning, match="bf16-mixed on a CPU runs these models many times slower"):
+        build_trainer(cfg_with(precision="bf16-mixed"), tmp_path, [], [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_trainer(cfg_with(precision="32-true", enable_progress_bar=False), tmp_path, [], [])
+
+
+def test_lightning_tips_are_dropped_and_real_messages_kept(caplog):
+    quiet_lightning()
+    log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):
+        log.info("💡 Tip: For seamless cloud logging, try installing litlogger")
+        log.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
+    assert [r.getMessage() for r in caplog.records] == ["`Trainer.fit` stopped: `max_epochs=1` reached."]
