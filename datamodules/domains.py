@@ -51,8 +51,6 @@ class SourceTargetDataModule(pl.LightningDataModule):
         self.cfg = cfg
         self.key = key
         self.test_domain = test_domain
-        # whole videos per rank: with fewer test videos than ranks (one footage clip on 2 GPUs) a rank has none
-        self.allow_zero_length_dataloader_with_multiple_devices = True
         self._validate()
         # roots are checked up front for the domain this run reads most: the source when
         # training (train.py), the target when adapting (adapt.py); others when first built

@@ -58,7 +58,11 @@ class VideoShardSampler(DistributedSampler):
     order, instead of DistributedSampler's every-``world``-th item (which would hand one video's
     frame pairs to every rank, so every rank would refine every video). ``videos`` lists each
     video's dataset indices in frame order; items of no video are taken one by one. Videos go to
-    the least loaded rank, longest first; ranks may get different numbers of items, none twice."""
+    the least loaded rank, longest first; ranks may get different numbers of items. A rank left
+    without any (fewer videos than ranks: one footage clip on two devices) repeats the shortest
+    video, as DistributedSampler pads: Lightning skips the test loop, epoch-end hooks and their
+    collectives included, on a rank with no batch, which would leave the others waiting; metrics
+    count each sample once and per-video reports keep one per video."""
 
     def __init__(self, dataset: Dataset, videos: Sequence[Sequence[int]], num_replicas: int, rank: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
@@ -74,6 +78,8 @@ class VideoShardSampler(DistributedSampler):
             least = min(range(num_replicas), key=lambda r: (load[r], r))
             load[least] += len(g)
             owned[least].append(g)
+        if not owned[rank] and groups:
+            owned[rank] = [min(groups, key=lambda g: (len(g), g[0]))]
         self.indices = [i for g in sorted(owned[rank], key=lambda g: g[0]) for i in g]
 
     def __iter__(self) -> Iterator[int]:

@@ -94,6 +94,11 @@ class MethodModule(pl.LightningModule, ABC):
         self.update_test_metrics(outputs, batch)
         return outputs
 
+    def any_rank(self, flag: bool) -> bool:
+        """``flag`` on any process: a branch that synchronises metrics must be taken by every rank
+        alike, also by one that was handed no test rows (one footage clip on two devices)."""
+        return bool(self.trainer.strategy.reduce_boolean_decision(bool(flag), all=False))
+
     def on_test_epoch_end(self) -> None:
         metrics = getattr(self, "test_metrics", None)  # None: a module scoring in its own update_test_metrics
         if metrics is not None:

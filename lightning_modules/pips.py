@@ -183,9 +183,11 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         self.cycle_shares = []
 
     def on_test_epoch_end(self) -> None:
-        if self.cycle_shares:
-            share = torch.cat(self.cycle_shares).float().mean() * 100
-            self.log(f"{self.test_stage}/cycle_consistent_pct", share, sync_dist=True)
+        if self.any_rank(self.cycle_shares):  # footage: the mean over videos of every rank
+            shares = torch.cat(self.cycle_shares).float() if self.cycle_shares else torch.zeros(0)
+            total = torch.stack((shares.sum(), torch.tensor(float(shares.numel())))).to(self.device)
+            total = self.trainer.strategy.reduce(total, reduce_op="sum")
+            self.log(f"{self.test_stage}/cycle_consistent_pct", 100 * total[0] / total[1].clamp_min(1))
             return
         super().on_test_epoch_end()
 

@@ -142,7 +142,7 @@ class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         return loss
 
     def on_test_epoch_end(self) -> None:
-        if any(m.update_called for m in self.unsupervised_metrics.values()):
+        if self.any_rank(any(m.update_called for m in self.unsupervised_metrics.values())):
             self.log_metrics(self.unsupervised_metrics, self.test_stage)
             return
         super().on_test_epoch_end()

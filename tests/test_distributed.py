@@ -105,7 +105,8 @@ def test_video_shards_give_each_rank_whole_videos_in_order():
     assert shards == [[2, 0, 1, 3, 8], [5, 4, 6, 7]]  # longest first to the least loaded rank
     assert sorted(shards[0] + shards[1]) == list(range(9))
     assert len(VideoShardSampler(range(9), videos, 2, 1)) == 4
-    assert list(VideoShardSampler(range(3), [[0, 1, 2]], 2, 1)) == []  # more ranks than videos: an idle rank
+    # more ranks than videos: the idle rank repeats the shortest video (Lightning skips epoch-end hooks without a batch)
+    assert list(VideoShardSampler(range(3), [[0, 1, 2]], 2, 1)) == [0, 1, 2]
     with pytest.raises(UserError, match="repeat an item"):
         VideoShardSampler(range(4), [[0, 1], [1, 2]], 2, 0)
     with pytest.raises(UserError, match="outside its 4 items"):
@@ -179,5 +180,22 @@ def test_pips_footage_test_loader_under_ddp_gives_the_one_video_to_one_rank(tmp_
         sampler = dm.test_dataloader().sampler
         assert isinstance(sampler, VideoShardSampler)
         shards.append(list(sampler))
-    assert shards == [[0], []]
+    assert shards == [[0], [0]]  # the idle rank repeats the one video
     assert dm.domain_dataset("target", "test").videos() == {0: VideoSpan("clip", [0])}
+
+
+def test_pips_on_one_footage_clip_under_2_process_ddp_matches_one_process(tmp_path):
+    """One video on two ranks: rank 1 is handed nothing, yet takes the same metric branch as rank 0
+    (a per-rank branch would leave the ranks waiting on different collectives)."""
+    from tests.test_pips_module import write_frames
+    cli("train.py", tmp_path / "train", config=PIPS_QUICK, tiny=PIPS_TINY)
+    ckpt = tmp_path / "train" / "pips" / "quick" / "checkpoints" / "best.ckpt"
+    footage = ("data.target.kind=footage", f"data.target.root={write_frames(tmp_path / 'clip', 9)}",
+               "adaptation.labels.clip_stride=1", f"ckpt={ckpt}")
+    cli("adapt.py", tmp_path / "ddp", *DDP, *footage, config=PIPS_QUICK, tiny=PIPS_TINY, timeout=240)
+    cli("adapt.py", tmp_path / "one", *footage, config=PIPS_QUICK, tiny=PIPS_TINY)
+    two, one = report(tmp_path / "ddp/pips/quick_adapt"), report(tmp_path / "one/pips/quick_adapt")
+    assert set(two["before"]) == {"cycle_consistent_pct"}
+    assert two["before"] == pytest.approx(one["before"]) and two["after"] == pytest.approx(one["after"])
+    assert [v["video"] for v in two["adaptation"]["summary"]["videos"]] == [0]
+    assert (tmp_path / "ddp/pips/quick_adapt/tracks/0000.npz").is_file()
