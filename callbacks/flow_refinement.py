@@ -90,10 +90,7 @@ class FlowLabels(TrainingSet):
     def stats(self) -> dict[str, float]:
         return dict(self._stats)
 
-    @property
-    def label_count(self) -> Optional[int]:
-        if self.cfg.objective != "pseudo_labels":
-            return None
+    def labels_made(self) -> int:
         return int(sum(int((p[3] > 0).sum()) for p in self.pairs))
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:

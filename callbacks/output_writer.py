@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -32,3 +32,11 @@ class OutputWriter(pl.Callback):
     @abstractmethod
     def write(self, outputs: dict, batch: Any) -> None:
         """Save one batch's predictions (``outputs[self.key]`` is a tensor)."""
+
+
+def on_footage(writer: Callable[[Path], pl.Callback], folder: str) -> Callable[[object, Path], Optional[pl.Callback]]:
+    """A method's ``MethodSpec.writer``: footage has no ground truth to score, so the refined
+    outputs themselves are the result and ``writer`` puts them in the run's ``folder``."""
+    def make(cfg, run_dir: Path) -> Optional[pl.Callback]:
+        return writer(run_dir / folder) if cfg.data.target.kind == "footage" else None
+    return make

@@ -12,7 +12,7 @@ schedule, batch with gradient accumulation, clipping: the authors' values by def
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -73,10 +73,7 @@ class TrackLabels(TrainingSet):
     def stats(self) -> dict[str, float]:
         return dict(self._stats)
 
-    @property
-    def label_count(self) -> Optional[int]:
-        if self.cfg.objective != "pseudo_labels":
-            return None
+    def labels_made(self) -> int:
         return int(sum(t.shape[1] for t in self.tracks))
 
     def sample(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:

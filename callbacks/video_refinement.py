@@ -77,7 +77,13 @@ class TrainingSet:
     def label_count(self) -> Optional[int]:
         """Pseudo-labels made (pixels, tracks); None where the objective needs none. A video with fewer
         than ``adaptation.labels.min_labels`` is left as it is."""
-        return None
+        cfg = getattr(self, "cfg", None)
+        if cfg is None or cfg.objective != "pseudo_labels":
+            return None
+        return self.labels_made()
+
+    def labels_made(self) -> int:
+        return 0
 
 
 class VideoRefinement(PerVideoCallback):

@@ -47,10 +47,10 @@ class MethodModule(pl.LightningModule, ABC):
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
         """The outputs test metrics score, made with the current weights."""
 
+    @abstractmethod
     def update_metrics(self, metrics, outputs: dict[str, torch.Tensor], batch: dict) -> None:
         """Feed one batch's outputs (what ``predict`` returns) to ``metrics``, the module's
         ``val_metrics`` or ``test_metrics``."""
-        raise NotImplementedError(f"{type(self).__name__} does not say how its outputs feed its metrics")
 
     def update_test_metrics(self, outputs: dict[str, torch.Tensor], batch: dict) -> None:
         """Feed one test batch's outputs to the test metrics."""

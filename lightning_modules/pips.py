@@ -10,10 +10,8 @@ videos: the same keys with T frames plus ``queries`` (B, N, 3) as (t, x, y); foo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
-import pytorch_lightning as pl
 import torch
 
 from framework.checks import at_least, check, fraction
@@ -238,18 +236,12 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         return loss
 
 
-def footage_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:
-    """Footage has no ground truth: the refined tracks (npz) and an overlay video are the result."""
-    if cfg.data.target.kind != "footage":
-        return None
-    from callbacks.track_writer import TrackWriter
-    return TrackWriter(run_dir / "tracks")
-
-
 @register("pips")
 def method() -> MethodSpec:
+    from callbacks.output_writer import on_footage
     from callbacks.track_pictures import TrackPictures
     from callbacks.track_refinement import TrackRefinement, TrackRefinementConfig
+    from callbacks.track_writer import TrackWriter
     from datamodules.point_tracking import PointTrackingDataModule, TrackDataConfig
 
     return MethodSpec(
@@ -259,6 +251,6 @@ def method() -> MethodSpec:
         datamodule=lambda cfg, domain: PointTrackingDataModule(cfg.data, test_domain=domain),
         adaptation=lambda cfg: TrackRefinement(cfg.adaptation),
         pictures=lambda cfg: TrackPictures(cfg.pictures.num_samples, cfg.pictures.size),
-        writer=footage_writer,
+        writer=on_footage(TrackWriter, "tracks"),
         pretrained=lambda cfg: {"pips": cfg.model.pretrained} if cfg.model.pretrained else {},
     )

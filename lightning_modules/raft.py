@@ -3,10 +3,8 @@ loss, AdamW + OneCycleLR stepped every optimiser step, gradient clipping, option
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
-import pytorch_lightning as pl
 import torch
 
 from framework.checks import OneOf, at_least, check, fraction
@@ -148,18 +146,12 @@ class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
         super().on_test_epoch_end()
 
 
-def footage_writer(cfg, run_dir: Path) -> Optional[pl.Callback]:
-    """Footage has no ground truth to score: the refined flow itself is the result, so write it."""
-    if cfg.data.target.kind != "footage":
-        return None
-    from callbacks.flow_writer import FlowWriter
-    return FlowWriter(run_dir / "flow")
-
-
 @register("raft")
 def method() -> MethodSpec:
     from callbacks.flow_pictures import FlowPictures
     from callbacks.flow_refinement import FlowRefinement, FlowRefinementConfig
+    from callbacks.flow_writer import FlowWriter
+    from callbacks.output_writer import on_footage
     from datamodules.optical_flow import FlowDataConfig, OpticalFlowDataModule
 
     return MethodSpec(
@@ -169,6 +161,6 @@ def method() -> MethodSpec:
         datamodule=lambda cfg, domain: OpticalFlowDataModule(cfg.data, test_domain=domain),
         adaptation=lambda cfg: FlowRefinement(cfg.adaptation),
         pictures=lambda cfg: FlowPictures(cfg.pictures.num_samples, cfg.pictures.size),
-        writer=footage_writer,
+        writer=on_footage(FlowWriter, "flow"),
         pretrained=lambda cfg: {"raft": cfg.model.pretrained} if cfg.model.pretrained else {},
     )
