@@ -142,18 +142,20 @@ def run_stages(terms_of: Terms, initial: Variables, cfg: OptimiseConfig, trainer
         where = f"{key}.stages[{i}]"
         name = stage.optimizer or cfg.optimizer
         optimiser = make_optimiser(name, params, stage.lr or cfg.lr, key=f"{where}.optimizer")
-        stopper = RowStopper(variables, cfg.tolerance)
+        lbfgs = isinstance(optimiser, torch.optim.LBFGS)
+        # per-row stopping copies the variables every step: only when asked for (L-BFGS stops on its own)
+        stopper = RowStopper(variables, cfg.tolerance) if cfg.tolerance > 0 and not lbfgs else None
 
         def loss_of(step: int, part: int, weights: dict = stage.weights, where: str = where) -> torch.Tensor:
             with autocast(trainer):
                 rows = weighted(terms_of(variables), weights, where)
-            stopper.see(step, rows)
+            if stopper is not None:
+                stopper.see(step, rows)
             return rows.sum()
 
-        lbfgs = isinstance(optimiser, torch.optim.LBFGS)
         losses = minimise(loss_of, params, optimiser, stage.iterations, scaler=None if lbfgs else scaler,
                           tolerance=cfg.tolerance if lbfgs else 0.0,
-                          after_step=stopper.after_step if cfg.tolerance > 0 else None)
+                          after_step=stopper.after_step if stopper is not None else None)
         iterations.append(int(optimiser.state[params[0]].get("n_iter", 0)) if lbfgs else len(losses))
     with torch.no_grad(), autocast(trainer):
         final = weighted(terms_of(variables), cfg.stages[-1].weights, f"{key}.stages[{len(cfg.stages) - 1}]")

@@ -49,10 +49,6 @@ def make_schedule(name: str, optimiser: torch.optim.Optimizer, steps: int, lr: f
     raise UserError(f"schedule: must be one of {', '.join(SCHEDULES)}, got {name!r}")
 
 
-class Diverged(UserError):
-    pass
-
-
 def minimise(loss_of: Callable[[int, int], torch.Tensor], params: list[torch.Tensor],
              optimiser: torch.optim.Optimizer, steps: int, *, accumulate: int = 1,
              schedule: Optional[torch.optim.lr_scheduler.LRScheduler] = None, scaler=None,
@@ -81,7 +77,7 @@ def minimise(loss_of: Callable[[int, int], torch.Tensor], params: list[torch.Ten
         for part in range(accumulate):
             loss = loss_of(step, part) / accumulate
             if not torch.isfinite(loss):
-                raise Diverged(f"test-time optimisation diverged at step {step}: the loss is {loss.item()}; "
+                raise UserError(f"test-time optimisation diverged at step {step}: the loss is {loss.item()}; "
                                f"lower the learning rate")
             (scaler.scale(loss) if scaler is not None else loss).backward()
             total += loss.item()
