@@ -25,7 +25,7 @@ from callbacks.test_time import (ADAPTED_OUTPUTS, TestTimeCallback, autocast, ba
 from callbacks.weight_snapshot import WeightSnapshot, call_with
 from framework.checks import OneOf, at_least, check
 from framework.errors import UserError
-from framework.optimisation import make_optimiser
+from framework.optimisation import make_optimiser, step_groups
 from lightning_modules.capabilities import SelfSupervisedAdaptation
 
 
@@ -53,37 +53,6 @@ def repeat_rows(batch: dict, start: int, stop: int, copies: int) -> dict:
         else:
             out[k] = v
     return out
-
-
-def step_groups(losses: dict[str, torch.Tensor], params: dict[str, list[torch.Tensor]],
-                optimizers: dict[str, torch.optim.Optimizer], scaler=None) -> None:
-    """One optimisation step per parameter group, each on its own loss.
-
-    All gradients come from the same forward pass and are taken before any
-    parameter moves, so a group's step never changes another group's gradient
-    (the generator/discriminator split of a GAN objective needs this).
-    """
-    for group, loss in losses.items():
-        if not torch.isfinite(loss).all():
-            raise UserError(f"test-time adaptation diverged: the '{group}' loss is {loss.detach().float().sum().item()}; "
-                            f"lower adaptation.lr")
-    grads = {}
-    names = list(params)
-    for k, group in enumerate(names):
-        loss = losses[group]
-        if scaler is not None:
-            loss = scaler.scale(loss)
-        grads[group] = torch.autograd.grad(loss, params[group], retain_graph=k < len(names) - 1,
-                                           allow_unused=True)
-    for group in names:
-        for p, g in zip(params[group], grads[group]):
-            p.grad = None if g is None else g.to(p.dtype)
-        if scaler is not None:
-            scaler.step(optimizers[group])
-        else:
-            optimizers[group].step()
-    if scaler is not None:
-        scaler.update()
 
 
 class PerInstanceAdaptation(TestTimeCallback):

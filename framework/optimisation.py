@@ -1,7 +1,8 @@
 """Optimisers, schedules and the minimisation loop, written once for training and test time.
 
 Every test-time callback steps through ``minimise``: weight fine-tuning (RAFT, PIPs), and output
-optimisation with several stages and starts (the methods that optimise poses or latent codes).
+optimisation with several stages and starts (the methods that optimise poses or latent codes);
+``step_groups`` is its counterpart for one step of several parameter groups with a loss each (ISO).
 A loss is handed over as ``loss_of(step, part)`` so that one closure serves gradient accumulation,
 L-BFGS's repeated evaluations and mixed-precision scaling alike.
 """
@@ -123,3 +124,35 @@ def minimise(loss_of: Callable[[int, int], torch.Tensor], params: list[torch.Ten
             break
     optimiser.zero_grad(set_to_none=True)
     return losses
+
+
+def step_groups(losses: dict[str, torch.Tensor], params: dict[str, list[torch.Tensor]],
+                optimizers: dict[str, torch.optim.Optimizer], scaler=None) -> None:
+    """One optimisation step per parameter group, each on its own loss: the loop for objectives
+    whose groups want different losses (ISO's generator and discriminator), where ``minimise``
+    takes one loss for all its parameters.
+
+    All gradients come from the same forward pass and are taken before any parameter moves, so a
+    group's step never changes another group's gradient (the split of a GAN objective needs this).
+    """
+    for group, loss in losses.items():
+        if not torch.isfinite(loss).all():
+            raise UserError(f"test-time adaptation diverged: the '{group}' loss is {loss.detach().float().sum().item()}; "
+                            f"lower adaptation.lr")
+    grads = {}
+    names = list(params)
+    for k, group in enumerate(names):
+        loss = losses[group]
+        if scaler is not None:
+            loss = scaler.scale(loss)
+        grads[group] = torch.autograd.grad(loss, params[group], retain_graph=k < len(names) - 1,
+                                           allow_unused=True)
+    for group in names:
+        for p, g in zip(params[group], grads[group]):
+            p.grad = None if g is None else g.to(p.dtype)
+        if scaler is not None:
+            scaler.step(optimizers[group])
+        else:
+            optimizers[group].step()
+    if scaler is not None:
+        scaler.update()

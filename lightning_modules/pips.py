@@ -55,6 +55,7 @@ class PIPsModelConfig:
     pct_start: float = 0.05
     grad_clip: Optional[float] = 5.0
     visible_threshold: float = 0.5  # predicted visibility probability counted as visible (TAP-Vid metrics)
+    pooled_metrics: bool = False  # also every test metric pooled over all points, as test/<key>_pooled
     cycle_tau: float = 2.0  # px: forward/backward disagreement of a cycle-consistent track (label-free metric)
     pretrained: Optional[str] = None  # the authors' checkpoint (model-000200000.pth layout)
 
@@ -96,7 +97,7 @@ class PIPsModule(AdamWOneCycle, MethodModule, TeacherRefinement):
             from nets.pips_checkpoints import load_pips_state_dict
             load_pips_state_dict(self.net, c.pretrained)
         self.val_metrics = tracking_metric_collection()
-        self.test_metrics = tracking_metric_collection()
+        self.test_metrics = tracking_metric_collection(pooled=c.pooled_metrics)
         self.cycle_shares: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ checks

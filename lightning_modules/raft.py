@@ -39,6 +39,7 @@ class RAFTModelConfig:
     grad_clip: Optional[float] = 1.0
     freeze_bn: bool = False
     metrics: str = "sintel"  # sintel | kitti (also the Padder mode)
+    pooled_metrics: bool = False  # kitti: also the EPE over all pixels, as test/epe_pooled
     # RAFT weights to start from (authors' or torchvision layout), loaded when the module is built
     pretrained: Optional[str] = None
 
@@ -58,7 +59,7 @@ class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
             from nets.raft_checkpoints import load_raft_state_dict
             load_raft_state_dict(self.net, c.pretrained)
         self.val_metrics = flow_metric_collection(c.metrics)
-        self.test_metrics = flow_metric_collection(c.metrics)
+        self.test_metrics = flow_metric_collection(c.metrics, pooled=c.pooled_metrics)
         self.unsupervised_metrics = unsupervised_flow_metric_collection()
         if c.freeze_bn:
             self.net.freeze_bn()

@@ -13,7 +13,7 @@ one of two ways, chosen by ``reduction``:
 
 Defaults follow those conventions: :class:`EPE`, :class:`FlowAccuracy` and :class:`FlAll`
 reduce over pixels; ask for ``EPE(reduction="images")`` for KITTI EPE, or build the set with
-:func:`flow_metric_collection`. Accuracy counts a pixel when its EPE is strictly below the
+:func:`flow_metric_collection` (which can add the KITTI EPE over pixels as ``epe_pooled``). Accuracy counts a pixel when its EPE is strictly below the
 threshold; Fl-all counts a pixel as an outlier when its EPE is > 3 px and > 5% of |gt|.
 Errors are in pixels; accuracy and Fl-all in percent.
 """
@@ -177,16 +177,19 @@ class FlAll(_FlowMetric):
         return fl_all_sums(pred, gt, valid, self.abs_threshold, self.rel_threshold)
 
 
-def flow_metric_collection(style: str = "sintel", prefix: str = "", **kwargs) -> MetricCollection:
+def flow_metric_collection(style: str = "sintel", prefix: str = "", pooled: bool = False,
+                           **kwargs) -> MetricCollection:
     """The benchmark's metric set, each updated with (pred, gt, valid, index).
 
     ``"sintel"``: epe, 1px, 3px, 5px, all over pixels. ``"kitti"``: epe as the mean of
-    per-image EPE, fl_all over pixels.
+    per-image EPE, fl_all over pixels; ``pooled`` adds ``epe_pooled``, the EPE over all pixels.
     """
     if style == "sintel":
         metrics = {"epe": EPE(**kwargs), **{f"{t}px": FlowAccuracy(float(t), **kwargs) for t in (1, 3, 5)}}
     elif style == "kitti":
         metrics = {"epe": EPE(reduction="images", **kwargs), "fl_all": FlAll(**kwargs)}
+        if pooled:
+            metrics["epe_pooled"] = EPE(reduction="pixels", **kwargs)
     else:
         raise UserError(f"flow_metric_collection: style must be 'sintel' or 'kitti', got {style!r}")
     # compute groups off: torchmetrics would merge members whose first-batch states coincide (e.g. a

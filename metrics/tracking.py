@@ -18,12 +18,15 @@ Which frames are scored, per point with query frame q (``query_mode``, TAP-Vid's
 ``"first"`` scores frames after q (t > q); ``"strided"`` every frame but q. ATE and MTE also score
 q itself (``include_query_frame``), as PIPs does on CroHD. Survival always looks forward from q.
 
-Reductions (``reduction``): ``"points"`` pools every scored point (or track, for survival and
-per-track MTE) of the whole test set; ``"videos"`` is the mean over samples of each sample's own
-value, samples with nothing scored left out. TAP-Vid defines its numbers per video and averages
-videos, so its three metrics default to ``"videos"``; the PIPs-style ones default to ``"points"``
-(PIPs' own scripts average per clip: ask for ``"videos"`` to get that). Fractions are in percent,
-distances in pixels (of the frames given, or of 256 x 256 where ``eval_size`` is set).
+Reductions (``reduction``): ``"videos"`` (the default of every metric) is the mean over samples of
+each sample's own value, samples with nothing scored left out; ``"points"`` pools every scored point
+(or track, for survival and per-track MTE) of the whole test set. A sample is what the data set
+yields: a whole video for TAP-Vid, a clip of S frames for PIPs. The published numbers are per
+sample: TAP-Vid's ``compute_tapvid_metrics`` gives each video its delta_avg, occlusion accuracy and
+AJ and averages videos, and PIPs' CroHD script averages each clip's ATE over clips. The pooled
+variants are in :func:`tracking_metric_collection` under ``<key>_pooled`` (``pooled=True``).
+Fractions are in percent, distances in pixels (of the frames given, or of 256 x 256 where
+``eval_size`` is set).
 
 torchmetrics' compute groups share state between metrics whose states happen to be equal after the
 first update (ATE over all and over visible points, when nothing is occluded in the first batch),
@@ -182,7 +185,7 @@ class TrackingMetric(PerSampleMetric):
 
     higher_is_better = True
     scale = 100.0
-    default_reduction = "points"
+    default_reduction = "videos"
     default_eval_size: Optional[int] = EVAL_SIZE
     needs_pred_visible = False
 
@@ -266,7 +269,7 @@ class TrackingMetric(PerSampleMetric):
 
 class ATE(TrackingMetric):
     """Average trajectory error, px: mean L2 over valid points, all of them or only the visible or
-    occluded ones (``subset``), query frame included (PIPs' CroHD ATE)."""
+    occluded ones (``subset``), query frame included, per clip and then over clips (PIPs' CroHD ATE)."""
 
     higher_is_better = False
     scale = 1.0
@@ -310,8 +313,9 @@ def median(values: torch.Tensor) -> torch.Tensor:
 class MTE(TrackingMetric):
     """Median trajectory error, px, over the valid points ATE scores.
 
-    ``per="points"`` (default): the median of every scored point's error; all per-point errors are
-    kept until :meth:`compute` (reduction ``"videos"``: mean over samples of each sample's median).
+    ``per="points"`` (default): each sample's median over its scored points, averaged over samples
+    (reduction ``"points"``: the median of every scored point of the set); the per-point errors are
+    kept until :meth:`compute`.
     ``per="tracks"``: each track's median over its scored frames, averaged over tracks, as the
     PIPs++ scripts do (``median_l2``; they also measure it at 256 x 256: ``eval_size=256``).
     """
@@ -402,9 +406,7 @@ def _thresholds(thresholds: Sequence[float], what: str) -> tuple[float, ...]:
 
 class PointsWithin(TrackingMetric):
     """TAP-Vid < delta^x_avg, %: share of visible, scored points closer than each threshold (px at
-    256 x 256), averaged over the thresholds. Default per video, then the mean over videos."""
-
-    default_reduction = "videos"
+    256 x 256), averaged over the thresholds. Per video, then the mean over videos."""
 
     def __init__(self, thresholds: Sequence[float] = THRESHOLDS, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -419,10 +421,8 @@ class PointsWithin(TrackingMetric):
 
 class DeltaAvg(PointsWithin):
     """PIPs' delta_avg, %: the count of :class:`PointsWithin` (frames after the query frame, visible
-    points, 256 x 256), pooled over all points by default. PIPs++' script masks by ``valid`` alone,
-    not visibility; METHODS.md says visible points, which is what this counts."""
-
-    default_reduction = "points"
+    points, 256 x 256), per clip and then over clips. PIPs++' script masks by ``valid`` alone, not
+    visibility; METHODS.md says visible points, which is what this counts."""
 
 
 class Survival(TrackingMetric):
@@ -430,7 +430,8 @@ class Survival(TrackingMetric):
     where it is farther than ``threshold`` (16 px at 256 x 256, strictly) from the truth. Per track:
     frames alive after q / frames after q (unannotated frames cannot kill it); tracks with no valid
     frame after q are left out. Pooled over tracks by default. PIPs++ averages over all frames,
-    frame 0 included, which reads (1 + this x (T - 1)) / T for tracks queried at frame 0."""
+    frame 0 included, which reads (1 + this x (T - 1)) / T for tracks queried at frame 0. Per clip,
+    then over clips."""
 
     def __init__(self, threshold: float = 16.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -449,7 +450,6 @@ class Survival(TrackingMetric):
 class OcclusionAccuracy(TrackingMetric):
     """TAP-Vid occlusion accuracy, %: scored points whose predicted visibility equals the truth."""
 
-    default_reduction = "videos"
     default_eval_size = None
     needs_pred_visible = True
 
@@ -462,9 +462,8 @@ class OcclusionAccuracy(TrackingMetric):
 class AverageJaccard(TrackingMetric):
     """TAP-Vid average Jaccard, %: per threshold TP / (GT visible + FP) over the scored points, with
     TP = within & GT visible & predicted visible and FP = predicted visible & (GT occluded or not
-    within), averaged over the thresholds (px at 256 x 256). Default per video, then over videos."""
+    within), averaged over the thresholds (px at 256 x 256). Per video, then over videos."""
 
-    default_reduction = "videos"
     needs_pred_visible = True
 
     def __init__(self, thresholds: Sequence[float] = THRESHOLDS, **kwargs) -> None:
@@ -499,31 +498,40 @@ class AverageJaccard(TrackingMetric):
 
 def tracking_metric_collection(query_mode: str = "first", with_visibility: bool = True, prefix: str = "",
                                eval_size: int = EVAL_SIZE, thresholds: Sequence[float] = THRESHOLDS,
-                               survival_threshold: float = 16.0) -> MetricCollection:
+                               survival_threshold: float = 16.0, pooled: bool = False) -> MetricCollection:
     """Every tracking metric under one update (module doc); keys ``ate_all``, ``ate_vis``, ``ate_occ``,
     ``mte`` (px of the given frames), ``delta_avg``, ``survival`` and, with ``with_visibility``,
     ``occlusion_acc``, ``pts_within``, ``avg_jaccard`` (%, distances at ``eval_size`` squared).
 
-    Each keeps its own default reduction (module doc). ``query_mode`` must match how the data set
-    drew its queries. Without ``with_visibility`` the metrics that need ``pred_visible`` are left out.
+    Every key is per sample, then the mean over samples (the published convention, module doc);
+    ``pooled`` adds each one again pooled over the whole set as ``<key>_pooled``. ``query_mode``
+    must match how the data set drew its queries. Without ``with_visibility`` the metrics that need
+    ``pred_visible`` are left out.
     """
     if query_mode not in QUERY_MODES:
         raise UserError(f"tracking_metric_collection: query_mode must be one of {QUERY_MODES}, got {query_mode!r}")
-    common = {"query_mode": query_mode}
-    metrics: dict[str, TrackingMetric] = {
-        "ate_all": ATE("all", **common),
-        "ate_vis": ATE("visible", **common),
-        "ate_occ": ATE("occluded", **common),
-        "mte": MTE(**common),
-        "delta_avg": DeltaAvg(thresholds, eval_size=eval_size, **common),
-        "survival": Survival(survival_threshold, eval_size=eval_size, **common),
-    }
-    if with_visibility:
-        metrics.update({
-            "occlusion_acc": OcclusionAccuracy(**common),
-            "pts_within": PointsWithin(thresholds, eval_size=eval_size, **common),
-            "avg_jaccard": AverageJaccard(thresholds, eval_size=eval_size, **common),
-        })
+
+    def build(reduction: str) -> dict[str, TrackingMetric]:
+        common = {"query_mode": query_mode, "reduction": reduction}
+        metrics: dict[str, TrackingMetric] = {
+            "ate_all": ATE("all", **common),
+            "ate_vis": ATE("visible", **common),
+            "ate_occ": ATE("occluded", **common),
+            "mte": MTE(**common),
+            "delta_avg": DeltaAvg(thresholds, eval_size=eval_size, **common),
+            "survival": Survival(survival_threshold, eval_size=eval_size, **common),
+        }
+        if with_visibility:
+            metrics.update({
+                "occlusion_acc": OcclusionAccuracy(**common),
+                "pts_within": PointsWithin(thresholds, eval_size=eval_size, **common),
+                "avg_jaccard": AverageJaccard(thresholds, eval_size=eval_size, **common),
+            })
+        return metrics
+
+    metrics = build("videos")
+    if pooled:
+        metrics.update({f"{key}_pooled": metric for key, metric in build("points").items()})
     return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 

@@ -88,6 +88,10 @@ def test_collections_follow_benchmark_conventions():
     out = {k: v.item() for k, v in kitti.compute().items()}
     # outliers: errors 4 and 10 of sample 0 (gt is 0, so every error > 3 counts)
     assert out == pytest.approx({"epe": 2.5, "fl_all": 100 * 2 / 6})
+    pooled = flow_metric_collection("kitti", pooled=True)
+    pooled.update(PRED, GT, VALID, INDEX)
+    out = {k: v.item() for k, v in pooled.compute().items()}
+    assert out == pytest.approx({"epe": 2.5, "fl_all": 100 * 2 / 6, "epe_pooled": 3.0})  # per image vs over pixels
     with pytest.raises(UserError, match="style"):
         flow_metric_collection("middlebury")
 

@@ -56,7 +56,7 @@ def test_ate_points_versus_videos_reduction():
     pred1, gt1 = tracks([[0, 7], [1, 7]])
     valid1 = torch.tensor([[[False, False], [True, False]]])
     vis1 = torch.ones(1, 2, 2, dtype=torch.bool)
-    points, videos = ATE(), ATE(reduction="videos")
+    points, videos = ATE(reduction="points"), ATE()  # PIPs averages per clip: the default
     for m in (points, videos):
         m.update(PRED_A, GT_A, VIS_A, VALID_A, IDX_A)
         m.update(pred1, gt1, vis1, valid1, torch.tensor([1]))
@@ -78,12 +78,12 @@ def test_mte_median_over_points_and_over_tracks():
 def test_mte_videos_reduction_and_duplicates():
     pred, gt = tracks([[0, 0], [1, 10], [2, 10]])
     vis = torch.ones(1, 3, 2, dtype=torch.bool)
-    m = MTE(reduction="videos")
+    m = MTE()
     m.update(PRED_A, GT_A, VIS_A, VALID_A, torch.tensor([0]))  # median 3.5
     m.update(pred, gt, vis, None, torch.tensor([1]))  # median 1.5
     m.update(pred * 100, gt, vis, None, torch.tensor([1]))  # DDP padding repeat: dropped
     assert m.compute().item() == pytest.approx((3.5 + 1.5) / 2)
-    pooled = MTE()
+    pooled = MTE(reduction="points")
     pooled.update(torch.cat((PRED_A, pred)), torch.cat((GT_A, gt)), torch.cat((VIS_A, vis)), None, torch.tensor([0, 1]))
     pooled.update(torch.cat((PRED_A, pred)) + 50, torch.cat((GT_A, gt)), torch.cat((VIS_A, vis)), None,
                   torch.tensor([1, 0]))
@@ -211,8 +211,19 @@ def test_collection_keys_values_and_no_shared_state():
     c.update(PRED_A, GT_A, all_vis, VALID_A, torch.tensor([0]), size=SIZE)
     c.update(PRED_A, GT_A, VIS_A, VALID_A, torch.tensor([1]), size=SIZE)
     out = {k: v.item() for k, v in c.compute().items()}
-    assert out["ate_all"] == pytest.approx(6.0) and out["ate_vis"] == pytest.approx((36 + 17) / 11)
+    # per clip: ate_vis 36 / 6 on the first, 17 / 5 on the second
+    assert out["ate_all"] == pytest.approx(6.0) and out["ate_vis"] == pytest.approx((6 + 3.4) / 2)
     assert out["ate_occ"] == pytest.approx(19.0)
+
+
+def test_collection_pooled_variants_under_their_own_names():
+    c = tracking_metric_collection(with_visibility=False, pooled=True)
+    assert set(c.keys()) == {f"{k}{s}" for k in ("ate_all", "ate_vis", "ate_occ", "mte", "delta_avg", "survival")
+                             for s in ("", "_pooled")}
+    c.update(PRED_A, GT_A, torch.ones_like(VIS_A), VALID_A, torch.tensor([0]), size=SIZE)
+    c.update(PRED_A, GT_A, VIS_A, VALID_A, torch.tensor([1]), size=SIZE)
+    out = {k: v.item() for k, v in c.compute().items()}
+    assert out["ate_vis"] == pytest.approx((6 + 3.4) / 2) and out["ate_vis_pooled"] == pytest.approx((36 + 17) / 11)
 
 
 def test_per_video_breakdown():
@@ -223,10 +234,15 @@ def test_per_video_breakdown():
     c.update(pred1, gt1, vis1, None, torch.tensor([1]), size=SIZE)
     c.update(pred1 * 3, gt1, vis1, None, torch.tensor([2]), size=SIZE)
     per = tracking_per_video(c, ["cave", "cave", "bamboo"])
-    # ate_all: cave pools 36 + 4 over 12 points; bamboo: 12 / 6
+    # ate_all per clip: cave (36 / 6 + 4 / 6) / 2; bamboo: 12 / 6
     assert per["ate_all"] == pytest.approx({"cave": 40 / 12, "bamboo": 2.0})
-    # mte: cave 0 0 2 5 10 19 0 0 1 1 1 1 -> sorted 0 0 0 0 1 1 1 1 2 5 10 19 -> 1; bamboo 0 0 3 3 3 3 -> 3
-    assert per["mte"] == pytest.approx({"cave": 1.0, "bamboo": 3.0})
+    # mte per clip: cave medians 3.5 (0 0 2 5 10 19) and 1 (0 0 1 1 1 1); bamboo 0 0 3 3 3 3 -> 3
+    assert per["mte"] == pytest.approx({"cave": 2.25, "bamboo": 3.0})
+    pooled = tracking_metric_collection(with_visibility=False, pooled=True)
+    for args in ((PRED_A, GT_A, VIS_A, VALID_A, torch.tensor([0])), (pred1, gt1, vis1, None, torch.tensor([1]))):
+        pooled.update(*args, size=SIZE)
+    # pooled mte: 0 0 2 5 10 19 0 0 1 1 1 1 -> sorted 0 0 0 0 1 1 1 1 2 5 10 19 -> 1
+    assert tracking_per_video(pooled, ["cave", "cave"])["mte_pooled"] == pytest.approx({"cave": 1.0})
     assert list(per["survival"]) == ["cave", "bamboo"]
     with pytest.raises(UserError, match="index 2"):
         c["ate_all"].per_video({0: "a", 1: "a"})
