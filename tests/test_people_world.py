@@ -233,3 +233,12 @@ def test_people_pictures_draw_every_dataset():
         x, y = np.rint(sample["joints2d"][p, 7]).astype(int)  # the spine joint lies on a drawn bone
         window = picture[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].reshape(-1, 3).astype(int)
         assert (np.abs(window - np.array(IDENTITY_COLOURS[p])).sum(1) < 60).any(), p
+
+
+def test_items_do_not_depend_on_the_worker_count():
+    from torch.utils.data import DataLoader
+    ds = PeopleFrames(small("street", width=48, height=48, frames=3), num_videos=2, seed=1)
+    alone = list(DataLoader(ds, batch_size=2, num_workers=0))
+    shared = list(DataLoader(ds, batch_size=2, num_workers=2))
+    for a, b in zip(alone, shared):
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -44,8 +44,8 @@ class Geometry:
 
 
 class PeopleRenderer:
-    """Renders frames of one scene; keeps the geometry of the last frame cast, since the flow of
-    frame f needs the next frame's depth and frame f + 1 is usually asked for next."""
+    """Renders frames of one scene. What it made for the latest two frames is kept: the flow of
+    frame f needs frame f + 1's depth, and a loader walking a video asks for f + 1 next."""
 
     def __init__(self, scene: PeopleScene, joint_parts: tuple[tuple[int, ...], ...],
                  intrinsics: np.ndarray | None = None, size: tuple[int, int] | None = None) -> None:
@@ -60,18 +60,23 @@ class PeopleRenderer:
         self.pixels = np.stack([xs, ys], -1)
         self.rays = np.stack([(xs - cx) / fx, (ys - cy) / fy, np.ones_like(xs)], -1)  # camera frame, z = 1
         self.joint_parts = joint_parts
-        self._cache: dict[int, Geometry] = {}
+        self._cache: dict[tuple[str, int], object] = {}
         cam_z = scene.camera.centres[:, 2]
         # floor, back wall, left wall, right wall, front wall: (normal, offset, in-plane axes)
         self.planes = [((0, 1, 0), 0.0, (0, 2)), ((0, 0, 1), 5.0, (0, 1)), ((1, 0, 0), 7.0, (2, 1)),
                        ((-1, 0, 0), 7.0, (2, 1)), ((0, 0, -1), -(float(cam_z.min()) - 4.0), (0, 1))]
 
+    def _memo(self, kind: str, frame: int, make):
+        """``make(frame)`` once per (kind, frame); frames more than one behind are forgotten."""
+        key = (kind, frame)
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[1] >= frame - 1}
+            self._cache[key] = make(frame)
+        return self._cache[key]
+
     # ---------------------------------------------------------------- casting
     def geometry(self, frame: int) -> Geometry:
-        if frame not in self._cache:
-            self._cache = {k: v for k, v in self._cache.items() if k >= frame - 1}
-            self._cache[frame] = self._cast(frame)
-        return self._cache[frame]
+        return self._memo("geometry", frame, self._cast)
 
     def _cast(self, frame: int) -> Geometry:
         s = self.scene
@@ -126,6 +131,9 @@ class PeopleRenderer:
     # ----------------------------------------------------------------- colour
     def image(self, frame: int) -> np.ndarray:
         """(H, W, 3) float32 RGB 0..255, sharp and noise-free."""
+        return self._memo("image", frame, self._shade)
+
+    def _shade(self, frame: int) -> np.ndarray:
         g = self.geometry(frame)
         s = self.scene
         out = np.zeros((self.height, self.width, 3), np.float32)
@@ -157,6 +165,9 @@ class PeopleRenderer:
     # ------------------------------------------------------------------- flow
     def flow(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
         """Forward flow (H, W, 2) from ``frame`` to ``frame + 1`` and its occlusion mask (H, W)."""
+        return self._memo("flow", frame, self._flow)
+
+    def _flow(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
         s = self.scene
         g, nxt = self.geometry(frame), self.geometry(frame + 1)
         moved = g.world.copy()
@@ -181,6 +192,9 @@ class PeopleRenderer:
     def people(self, frame: int) -> dict[str, np.ndarray]:
         """Per person: joints (P, 17, 2) px and (P, 17, 3) camera metres, visibility, COCO-17
         keypoints and theirs, amodal boxes (x0, y0, x1, y1) of the projected surface."""
+        return self._memo("people", frame, self._people)
+
+    def _people(self, frame: int) -> dict[str, np.ndarray]:
         s, g = self.scene, self.geometry(frame)
         st = s.states
         to_cam = lambda x: s.camera.to_camera(x, frame)  # noqa: E731
