@@ -183,6 +183,21 @@ def check_starts(starts: list[Variables], method: str, rows: Optional[int]) -> N
                                 f"its first dimension must be the batch's {rows} instances")
 
 
+def video_terms(pl_module, video: dict, frames_reduced: str = "sum") -> Terms:
+    """A whole video as one problem: each per-frame term summed (or averaged: ``"mean"``, for terms
+    weighted as expectations over frames) over the frames, and the video terms."""
+    def terms_of(variables: Variables) -> dict[str, torch.Tensor]:
+        frames = {k: getattr(v, frames_reduced)().reshape(1)
+                  for k, v in pl_module.variable_losses(variables, video).items()}
+        whole = {k: v.reshape(1) for k, v in pl_module.video_losses(variables, video).items()}
+        clash = sorted(set(frames) & set(whole))
+        if clash:
+            raise UserError(f"method '{pl_module.method}': {', '.join(clash)} named both a per-frame and a "
+                            f"video term")
+        return {**frames, **whole}
+    return terms_of
+
+
 class _OptimisingCallback:
     """Settings and the report shared by both callbacks."""
 
@@ -283,17 +298,6 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
         self._reset_stats()
         self.cache: dict[int, dict[str, torch.Tensor]] = {}
 
-    def video_terms(self, pl_module, video: dict) -> Terms:
-        def terms_of(variables: Variables) -> dict[str, torch.Tensor]:
-            frames = {k: v.sum().reshape(1) for k, v in pl_module.variable_losses(variables, video).items()}
-            whole = {k: v.reshape(1) for k, v in pl_module.video_losses(variables, video).items()}
-            clash = sorted(set(frames) & set(whole))
-            if clash:
-                raise UserError(f"method '{pl_module.method}': {', '.join(clash)} named both a per-frame and a "
-                                f"video term")
-            return {**frames, **whole}
-        return terms_of
-
     def prepare_video(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, Any]:
         frames = autograd_copy(whole_video(trainer, video, pl_module.device))
         if "index" not in frames:
@@ -302,7 +306,7 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
         with grad_enabled(), frozen_weights(pl_module):
             starts = pl_module.initial_variables(frames)
             check_starts(starts, pl_module.method, None)
-            results = [run_stages(self.video_terms(pl_module, frames), start, self.cfg, trainer) for start in starts]
+            results = [run_stages(video_terms(pl_module, frames), start, self.cfg, trainer) for start in starts]
         finals = torch.stack([r[1] for r in results])[:, 0]  # (K,): the whole video is one problem
         best = finals.argmin().reshape(1)
         variables, final = results[int(best)][0], finals[best]

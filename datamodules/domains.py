@@ -24,6 +24,7 @@ from datamodules.videos import listed_videos
 from framework.errors import UserError
 
 DOMAINS = ("source", "target")
+EMBEDDED_KINDS = ("synthetic", "people")  # generated here: no root to read
 PARTS = ("train", "val", "test")
 
 # Synthetic seed of each (domain, part): seed * 8 + code, so every part draws its own samples.
@@ -70,7 +71,7 @@ class SourceTargetDataModule(pl.LightningDataModule):
 
     def _check_root(self, domain: str) -> Optional[Path]:
         d = getattr(self.cfg, domain)
-        if d.kind == "synthetic":
+        if d.kind in EMBEDDED_KINDS:
             return None
         if not d.root:
             raise UserError(f"{self.key}.{domain}.root: must be set for kind={d.kind}")

@@ -26,12 +26,14 @@ from datamodules.readers.flow_datasets import (DENSE_VALID_LIMIT, FlyingChairs, 
                                                MpiSintel)
 from datamodules.readers.footage import UserFootage
 from datamodules.sampling import EpochSeededSampler, EpochTaggedSampler
+from datamodules.synthetic.people_datasets import PeopleFlowPairs
+from datamodules.synthetic.people_scenes import as_people_domain, validate_people_domain
 from datamodules.synthetic.flow_scenes import (SyntheticFlowDomain, SyntheticFlowPairs, flow_source_domain,
                                                flow_target_domain, validate_domain)
 from framework.checks import OneOf, at_least, check
 from framework.errors import UserError
 
-KINDS = ("synthetic", "sintel", "chairs", "things", "kitti", "footage")
+KINDS = ("synthetic", "people", "sintel", "chairs", "things", "kitti", "footage")
 MIN_SIZE = 64  # smallest frame side RAFT takes: 1/8 resolution, then 3 poolings of the correlation
 
 
@@ -39,7 +41,7 @@ MIN_SIZE = 64  # smallest frame side RAFT takes: 1/8 resolution, then 3 poolings
 class FlowDomainConfig:
     """Where one domain's pairs come from. Keys of other kinds are ignored."""
 
-    kind: str = "synthetic"  # synthetic | sintel | chairs | things | kitti | footage
+    kind: str = "synthetic"  # synthetic | people | sintel | chairs | things | kitti | footage
     root: Optional[str] = None  # dataset folder (real kinds only); footage: a video file or a folder of frames
     pass_name: str = "clean"  # sintel: clean | final; things: the pass of the frames
     # split of each part (None: the kind's default; see _SPLITS)
@@ -51,6 +53,8 @@ class FlowDomainConfig:
     frame_step: int = 1
     resize: Optional[list[int]] = None
     synthetic: SyntheticFlowDomain = field(default_factory=flow_source_domain)
+    # kind people: single-person videos of the synthetic people world (a preset name or its fields)
+    people: dict = field(default_factory=lambda: {"preset": "studio"})
 
 
 @dataclass
@@ -82,6 +86,9 @@ _SPLITS = {
     "things": {"train": "TRAIN", "val": "TEST", "test": "TEST"},
     "kitti": {"train": "training", "val": "training", "test": "training"},
 }
+_CARRIED = ("image1", "image2", "flow", "valid", "index", "video", "frame")
+
+
 class AugmentedFlowPairs(Dataset):
     """Applies a flow augmentor to another flow-pair dataset. Keys are ``index`` or ``(epoch, index)``;
     the augmentation of ``(e, i)`` draws from ``default_rng((seed, e, i))``."""
@@ -104,7 +111,8 @@ class AugmentedFlowPairs(Dataset):
         else:
             img1, img2, flow = self.augmentor(img1, img2, flow, rng)
             valid = (np.abs(flow[..., 0]) < DENSE_VALID_LIMIT) & (np.abs(flow[..., 1]) < DENSE_VALID_LIMIT)
-        item.pop("occlusion", None)  # not carried through the spatial transform
+        for key in [k for k in item if k not in _CARRIED]:  # occlusion, masks, joints: not carried through the crop
+            item.pop(key)
         item["image1"] = torch.from_numpy(np.ascontiguousarray(img1, dtype=np.float32)).permute(2, 0, 1).contiguous()
         item["image2"] = torch.from_numpy(np.ascontiguousarray(img2, dtype=np.float32)).permute(2, 0, 1).contiguous()
         item["flow"] = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(2, 0, 1).contiguous()
@@ -131,6 +139,8 @@ class OpticalFlowDataModule(SourceTargetDataModule):
             check(d, f"{k}.{domain}", kind=OneOf(KINDS))
             if d.kind == "synthetic":
                 validate_domain(plain(d.synthetic), f"{k}.{domain}.synthetic")
+            if d.kind == "people":
+                validate_people_domain(as_people_domain(plain(d.people), f"{k}.{domain}.people"), f"{k}.{domain}.people")
             check(d, f"{k}.{domain}", pass_name=OneOf(("clean", "final")))
             self._validate_footage(d, f"{k}.{domain}")
 
@@ -144,10 +154,12 @@ class OpticalFlowDataModule(SourceTargetDataModule):
     def _build(self, name: str, part: str) -> Dataset:
         c, d = self.cfg, getattr(self.cfg, name)
         where = f"{self.key}.{name}"
+        videos = {"train": c.train_videos, "val": c.val_videos, "test": c.test_videos}[part]
         if d.kind == "synthetic":
-            videos = {"train": c.train_videos, "val": c.val_videos, "test": c.test_videos}[part]
             base: Dataset = SyntheticFlowPairs(plain(d.synthetic), videos, self.synthetic_seed(name, part),
                                                key=f"{where}.synthetic")
+        elif d.kind == "people":
+            base = PeopleFlowPairs(plain(d.people), videos, self.synthetic_seed(name, part), key=f"{where}.people")
         else:
             root = self._check_root(name)
             if d.kind == "footage":

@@ -6,6 +6,7 @@ Every problem becomes one ``UserError`` line that names the key or the file.
 from __future__ import annotations
 
 import argparse
+import re
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
@@ -140,8 +141,10 @@ def _explain(e: OmegaConfBaseException) -> str:
     key = getattr(e, "full_key", None) or getattr(e, "key", None)
     msg = str(e).splitlines()[0]
     name = type(e).__name__
-    if "Key" in name and ("not in struct" in msg or "not found" in msg or name == "ConfigKeyError"):
-        return f"unknown config key '{key}'"
+    if ("Key" in name or "Attribute" in name) and ("not in struct" in msg or "not found" in msg or " not in '" in msg
+                          or name == "ConfigKeyError"):
+        hint = re.search(r"Did you mean: '([^']+)'", msg)
+        return f"unknown config key '{key}'" + (f" (did you mean '{hint.group(1)}'?)" if hint else "")
     if key:
         return f"config key '{key}': {msg}"
     return msg
@@ -151,22 +154,32 @@ def load_config(files: list[str], overrides: list[str],
                 schema_for: Callable[[str], type]) -> DictConfig:
     """Merge files then overrides onto the schema of the method they name."""
     raw = [_read_yaml(f) for f in files]
+    parsed = []
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override '{item}' is not of the form key.sub=value")
-    try:
-        dotlist = OmegaConf.from_dotlist(overrides)
-    except OmegaConfBaseException as e:
-        raise UserError(f"could not parse overrides: {_explain(e)}") from None
-    merged_raw = OmegaConf.merge(*raw, dotlist)
-    method = merged_raw.get("method")
+        key, value = item.split("=", 1)
+        try:
+            parsed.append((key.strip(), OmegaConf.from_dotlist([f"value={value}"]).value))
+        except OmegaConfBaseException as e:
+            raise UserError(f"could not parse override '{item}': {_explain(e)}") from None
+    method = dict(parsed).get("method", OmegaConf.merge(*raw).get("method") if raw else None)
     if method is None:
         raise UserError("missing required config value 'method' (e.g. method: iso)")
     schema = schema_for(str(method))
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(schema), *raw, dotlist)
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), *raw)
     except OmegaConfBaseException as e:
         raise UserError(_explain(e)) from None
+    # one override at a time onto the merged config, so that a dotted path reaches into lists
+    # (adaptation.pose.stages.0.iterations=5) and a typed section rejects keys it does not have
+    for key, value in parsed:
+        try:
+            OmegaConf.update(cfg, key, value, merge=True)
+        except OmegaConfBaseException as e:
+            if "is not a subclass" in str(e) or "out of range" in str(e):
+                raise UserError(f"override '{key}': no such list entry (the list has fewer items)") from None
+            raise UserError(_explain(e)) from None
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UserError(f"missing required config value '{missing[0]}'")

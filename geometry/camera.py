@@ -99,3 +99,21 @@ def project_root_relative(pose3d_root_relative: torch.Tensor, focal, distance, r
     placed = torch.stack((x, y, z + distance), dim=-1)
     projected = perspective_project(placed, focal, min_depth=min_depth)
     return projected - projected[..., root:root + 1, :]
+
+
+def fit_weak_perspective(points3d: torch.Tensor, points2d: torch.Tensor,
+                         weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The weak-perspective camera (s, tx, ty) of each (..., J, 3) pose best projecting it onto
+    (..., J, 2) points in the weighted least-squares sense (x = s * X[:2] + t), as (..., 3); s is
+    kept positive (a camera does not mirror the person)."""
+    _check_points(points3d, 3, "fit_weak_perspective")
+    _check_last_dim(points2d, "fit_weak_perspective")
+    w = torch.ones_like(points2d[..., 0]) if weights is None else weights.to(points2d.dtype)
+    w = w[..., None] / w.sum(-1, keepdim=True)[..., None].clamp_min(1e-12)
+    xy = points3d[..., :2]
+    mean3, mean2 = (w * xy).sum(-2, keepdim=True), (w * points2d).sum(-2, keepdim=True)
+    a, b = xy - mean3, points2d - mean2
+    scale = (w * a * b).sum((-1, -2)) / (w * a * a).sum((-1, -2)).clamp_min(1e-12)
+    scale = scale.clamp_min(1e-6)
+    shift = mean2[..., 0, :] - scale[..., None] * mean3[..., 0, :]
+    return torch.cat((scale[..., None], shift), -1)

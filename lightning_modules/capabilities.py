@@ -10,6 +10,9 @@ never an AttributeError from the middle of an adaptation loop.
   make for a video (RAFT, PIPs pseudo-label refinement).
 - ``OutputOptimisation``: the outputs are variables optimised against per-instance loss terms,
   and optionally terms over a whole video; the weights stay as they are.
+- ``FlowPoseAgreement``: both, in alternating rounds: weights fine-tuned towards targets made from
+  the current variables, variables optimised against what the current weights predict
+  (flow-pose bootstrapping).
 """
 from __future__ import annotations
 
@@ -75,6 +78,20 @@ class OutputOptimisation(ABC):
         """Scalar terms over one video whose rows are the batch, in frame order (smoothness,
         trajectories, latents shared across frames); none by default."""
         return {}
+
+
+class FlowPoseAgreement(AdaptsWeights, OutputOptimisation):
+    """A video is a batch of frames (instances) whose rows hold what its frame pairs predict under
+    the current weights; the variables are per frame."""
+
+    @abstractmethod
+    def tuning_targets(self, variables: dict[str, torch.Tensor], frames: dict) -> torch.Tensor:
+        """What the weights are fine-tuned towards on each of the video's frame pairs, made from the
+        current variables and predictions (the sketch flow painted over the current flow)."""
+
+    @abstractmethod
+    def tuning_loss(self, pair: dict, target: torch.Tensor) -> torch.Tensor:
+        """The scalar loss of one frame pair (a batch of one) against its target."""
 
 
 def require(module: object, capability: type, user: str) -> None:

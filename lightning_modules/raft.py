@@ -47,10 +47,11 @@ class RAFTModelConfig:
 class RAFTModule(AdamWOneCycle, MethodModule, TeacherRefinement):
     method = "raft"
     clip_frames = 2  # a refinement sample is one frame pair
+    config_class = RAFTModelConfig  # a method built on RAFT names its own (a subclass)
 
     def __init__(self, method: str, model: dict, **extra):
         super().__init__(method, model, **extra)
-        self.cfg = RAFTModelConfig(**model)
+        self.cfg = self.config_class(**model)
         c = self.cfg
         check(c, "model", metrics=OneOf(("sintel", "kitti")), iters=at_least(1), test_iters=at_least(1),
               gamma=fraction(open_low=True))

@@ -28,6 +28,14 @@ RAFT_TINY = ("data.train_videos=2", "data.val_videos=1", "data.test_videos=1", "
              "data.eraser_bounds=[4,12]", "data.batch_size=2", "data.test_batch_size=2", "model.iters=2",
              "model.test_iters=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
              "logger.kinds=[csv]", "adaptation.finetune.steps=2", "adaptation.finetune.batch_size=2")
+BOOTSTRAP_QUICK = str(ROOT / "configs/bootstrap/quick.yaml")
+# RAFT-small on 64x64 three-frame people videos, a few pose iterations: seconds per command
+BOOTSTRAP_TINY = ("data.train_videos=2", "data.val_videos=1", "data.test_videos=1", "data.crop_size=[64,64]",
+                  *(f"data.{d}.people.{k}={v}" for d in ("source", "target")
+                    for k, v in (("height", 64), ("width", 64), ("frames", 3))),
+                  "data.eraser_bounds=[4,12]", "data.batch_size=2", "data.test_batch_size=2", "model.iters=2",
+                  "model.test_iters=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                  "logger.kinds=[csv]", "adaptation.flow.epochs=1", "adaptation.pose.stages.0.iterations=5")
 PIPS_QUICK = str(ROOT / "configs/pips/quick.yaml")
 PIPS_SMALL_DOMAIN = {"height": 64, "width": 64, "frames": 10, "num_points": 6}
 # a narrow PIPs on 64x64 ten-frame videos: seconds per command

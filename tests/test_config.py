@@ -51,4 +51,14 @@ def test_cli_prints_one_line_not_a_traceback():
     out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", QUICK, "model.widht=3"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.strip() == "error: unknown config key 'model.widht'"
+    assert out.stderr.strip() == "error: unknown config key 'model.widht' (did you mean 'width'?)"
+
+
+def test_overrides_reach_into_lists_and_open_sections():
+    quick = str(ROOT / "configs/bootstrap/quick.yaml")
+    cfg = load_config([quick], ["adaptation.pose.stages.0.iterations=7", "adaptation.pose.stages.0.weights.flow=0.5",
+                                "data.target.people.noise=2.0"], schema_for)
+    assert cfg.adaptation.pose.stages[0].iterations == 7 and cfg.adaptation.pose.stages[0].weights.flow == 0.5
+    assert cfg.data.target.people.noise == 2.0 and cfg.data.target.people.preset == "street"
+    with pytest.raises(UserError, match=r"override 'adaptation.pose.stages.3.iterations': no such list entry"):
+        load_config([quick], ["adaptation.pose.stages.3.iterations=7"], schema_for)

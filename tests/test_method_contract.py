@@ -14,9 +14,9 @@ import torch
 from framework.config import load_config
 from framework.methods import build_module, get_method, known_methods, schema_for
 from lightning_modules.base import MethodModule
-from tests.commands import PIPS_TINY, RAFT_TINY, ROOT, TINY
+from tests.commands import BOOTSTRAP_TINY, PIPS_TINY, RAFT_TINY, ROOT, TINY
 
-TINY_BY_METHOD = {"iso": TINY, "raft": RAFT_TINY, "pips": PIPS_TINY}
+TINY_BY_METHOD = {"iso": TINY, "raft": RAFT_TINY, "pips": PIPS_TINY, "bootstrap": BOOTSTRAP_TINY}
 TEST_ONLY_KEYS = ("trainer.", "logger.")  # the tests build their own trainers
 
 

@@ -1,0 +1,64 @@
+"""Metrics of a person's flow and 2D pose, as flow-pose bootstrapping reports them.
+
+- ``JointFlowEPE``: the flow's end-point error at the person's true joints, against the sparse flow
+  the consecutive 2D labels make (the displacement of each joint from frame t to t + 1), over the
+  joints annotated visible in both frames; pooled over joints (px).
+- ``JointError2D``: the mean distance of the estimated 2D joints from the true ones per sample,
+  then over samples (px).
+
+Both are updated per frame pair / frame with the dataset index, each sample counted once.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from framework.errors import UserError
+from geometry.flow import sample_points
+from metrics.per_sample import PerSampleMetric
+
+
+def joint_flow_sums(flow: torch.Tensor, joints: torch.Tensor, visible: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B, 2, H, W) flow, (B, 2, J, 2) joints of frames t and t + 1, (B, 2, J) visibility ->
+    (B, 2): summed EPE at the frame-t joints seen in both frames, and their number."""
+    if flow.dim() != 4 or flow.shape[1] != 2 or joints.dim() != 4 or joints.shape[1:2] != (2,) or \
+            joints.shape[-1] != 2 or joints.shape[0] != flow.shape[0]:
+        raise UserError(f"joint flow EPE: flow must be (B, 2, H, W) and joints (B, 2, J, 2) (frames t and t + 1), "
+                        f"got {tuple(flow.shape)} and {tuple(joints.shape)}")
+    h, w = flow.shape[-2:]
+    start, end = joints[:, 0].float(), joints[:, 1].float()
+    inside = (start[..., 0] >= 0) & (start[..., 0] <= w - 1) & (start[..., 1] >= 0) & (start[..., 1] <= h - 1)
+    counted = inside if visible is None else inside & visible[:, 0].bool() & visible[:, 1].bool()
+    predicted = sample_points(flow.float(), start)  # (B, J, 2)
+    error = torch.linalg.vector_norm(predicted - (end - start), dim=-1)
+    return torch.stack(((error * counted).sum(1), counted.sum(1).float()), 1)
+
+
+class JointFlowEPE(PerSampleMetric):
+    """Flow EPE at the true joints (module doc), px; update(flow, joints, visible, index)."""
+
+    higher_is_better = False
+
+    def update(self, flow: torch.Tensor, joints: torch.Tensor, visible: Optional[torch.Tensor],
+               index: torch.Tensor) -> None:
+        with torch.no_grad():
+            super().update(joint_flow_sums(flow.detach(), joints.detach(), visible), index)
+
+    def reduce(self, values: torch.Tensor) -> torch.Tensor:
+        values = values.double()
+        count = values[:, 1].sum()
+        return (values[:, 0].sum() / count if count > 0 else values.new_tensor(float("nan"))).float()
+
+
+class JointError2D(PerSampleMetric):
+    """Mean 2D joint error per sample, px; update(pred (B, J, 2), target (B, J, 2), index)."""
+
+    higher_is_better = False
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
+        if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != 2:
+            raise UserError(f"2D joint error: pred and target must both be (B, J, 2), got {tuple(pred.shape)} and "
+                            f"{tuple(target.shape)}")
+        with torch.no_grad():
+            super().update(torch.linalg.vector_norm(pred.detach().float() - target.float(), dim=-1).mean(-1), index)
