@@ -123,7 +123,8 @@ def test_target(method: str, configs: list[str], seed: int, ckpt: Path, refineme
     callbacks = []
     if refinement is not None:
         from omegaconf import OmegaConf
-        for key, value in {"seed": seed, "pictures": 0, **refinement}.items():  # keys below adaptation, dotted
+        shared = {"seed": seed, "pictures": 0} if "seed" in cfg.adaptation else {"pictures": 0}
+        for key, value in {**shared, **refinement}.items():  # keys below adaptation, dotted
             OmegaConf.update(cfg, f"adaptation.{key}", value, merge=False)
         callbacks.append(spec.adaptation(cfg))
     reader = ReadTestMetrics()

@@ -40,8 +40,8 @@ class PoseSourceConfig:
     root: Optional[str] = None  # file: the folder of <video name>.npz
     seed: int = 0
     # simulated, 3D estimate (metres): per-video per-joint bias, per-frame jitter, share of frames swapped left/right
-    bias_3d: float = 0.04
-    jitter_3d: float = 0.015
+    bias_3d: float = 0.025
+    jitter_3d: float = 0.01
     swap_3d: float = 0.02
     # simulated, 2D detections (pixels at a 256-pixel-high frame; scaled with the frame): bias, jitter, lost joints
     bias_2d: float = 1.0

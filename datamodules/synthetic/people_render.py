@@ -141,11 +141,10 @@ class PeopleRenderer:
             sel = g.plane == k
             if not sel.any():
                 continue
-            coords = g.world[..., list(axes)] / TEXEL
-            u = np.mod(coords[..., 0], TEXTURE_SIZE).astype(np.float32)
-            v = np.mod(coords[..., 1], TEXTURE_SIZE).astype(np.float32)
-            sampled = cv2.remap(s.textures[k], u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-            out[sel] = sampled[sel]
+            coords = g.world[sel][:, list(axes)] / TEXEL  # only this plane's pixels, as an (N, 1) map
+            u = np.mod(coords[:, :1], TEXTURE_SIZE).astype(np.float32)
+            v = np.mod(coords[:, 1:], TEXTURE_SIZE).astype(np.float32)
+            out[sel] = cv2.remap(s.texture(k), u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)[:, 0]
         body = g.person >= 0
         if body.any():
             who, which, u = g.person[body], g.part[body], g.local[body]

@@ -17,6 +17,7 @@ shows, since every target action's joints move within the limits the source's ac
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,6 +243,7 @@ class PeopleScene:
         self.people = self._sample_people(rng)
         self.camera = self._sample_camera(rng)
         self.textures = self._sample_textures(rng)
+        self._made: dict[int, np.ndarray] = {}
         self.states = self._body_states(body)
 
     # ------------------------------------------------------------------ people
@@ -302,16 +304,20 @@ class PeopleScene:
         return Camera(np.stack(rotations), np.stack(centres), intrinsics)
 
     # ----------------------------------------------------------------- room
-    def _sample_textures(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """Floor, back wall, left, right and front wall: (S, S, 3) float32 images tiled over each plane."""
+    def _sample_textures(self, rng: np.random.Generator) -> list[tuple]:
+        """Floor, back wall, left, right and front wall: what each one's texture is drawn from
+        (made on first use, see ``texture``: most frames show two or three of the five)."""
         d = self.domain
         base = [_colour(rng, [0.0, 0.35], [80.0, 200.0]) for _ in range(2)]
-        out = []
-        for plane in range(5):
-            colour = base[0] if plane == 0 else base[1]
-            out.append(_texture(rng, colour, _uniform(rng, d.background_contrast), _integer(rng, d.clutter)))
-        return out
+        return [(int(rng.integers(2 ** 31)), base[0] if plane == 0 else base[1], _uniform(rng, d.background_contrast),
+                 _integer(rng, d.clutter)) for plane in range(5)]
 
+    def texture(self, plane: int) -> np.ndarray:
+        """(S, S, 3) float32 image tiled over ``plane``."""
+        if plane not in self._made:
+            seed, colour, contrast, clutter = self.textures[plane]
+            self._made[plane] = _texture(np.random.default_rng(seed), colour, contrast, clutter)
+        return self._made[plane]
 
 def sample_person(rng: np.random.Generator, d: PeopleDomain, spot: np.ndarray, duration: float) -> Person:
     """A person of domain ``d`` starting at ``spot``: shape, clothes, and a script of actions over
@@ -368,16 +374,29 @@ TEXTURE_SIZE = 256
 TEXEL = 0.04  # metres per texel: 10 m of wall per tile
 
 
-def _texture(rng: np.random.Generator, colour: np.ndarray, contrast: float, clutter: int) -> np.ndarray:
-    """Smooth multi-scale noise around ``colour`` plus ``clutter`` soft-edged rectangles, tileable."""
+NOISE_BANK = 64  # smooth noise fields shared by all videos; each video rolls, flips and tints its own
+
+
+@functools.lru_cache(maxsize=NOISE_BANK)
+def _noise_field(k: int) -> np.ndarray:
+    """Tileable multi-scale noise (S, S), zero mean and unit-ish spread; a pure function of k."""
+    rng = np.random.default_rng([k, 0x7E7])
     s = TEXTURE_SIZE
     noise = np.zeros((s, s), np.float32)
     for cells, weight in ((4, 1.0), (16, 0.5), (64, 0.25)):
         grid = rng.normal(size=(cells, cells)).astype(np.float32)
         noise += weight * cv2.resize(np.tile(grid, (3, 3)), (3 * s, 3 * s), interpolation=cv2.INTER_CUBIC)[s:2 * s, s:2 * s]
-    noise /= 1.75
-    tint = rng.normal(scale=0.3, size=3)
-    image = colour[None, None, :] * (1 + contrast * (noise[..., None] * (1 + tint)))
+    return noise / 1.75
+
+
+def _texture(rng: np.random.Generator, colour: np.ndarray, contrast: float, clutter: int) -> np.ndarray:
+    """Smooth multi-scale noise around ``colour`` plus ``clutter`` soft-edged rectangles, tileable."""
+    s = TEXTURE_SIZE
+    noise = np.roll(_noise_field(int(rng.integers(NOISE_BANK))), tuple(rng.integers(0, s, size=2)), axis=(0, 1))
+    if rng.random() < 0.5:
+        noise = noise.T
+    tint = rng.normal(scale=0.3, size=3).astype(np.float32)
+    image = colour.astype(np.float32)[None, None, :] * (1 + contrast * (noise[..., None] * (1 + tint)))
     for _ in range(clutter):
         w, h = rng.integers(8, s // 3, size=2)
         x, y = rng.integers(0, s - w), rng.integers(0, s - h)
