@@ -242,3 +242,10 @@ def test_items_do_not_depend_on_the_worker_count():
     shared = list(DataLoader(ds, batch_size=2, num_workers=2))
     for a, b in zip(alone, shared):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_full_size_frames_texture_planes_of_any_extent():
+    r = renderer(small("studio", width=320, height=320))
+    image, g = r.image(0), r.geometry(0)
+    assert max(int((g.plane == k).sum()) for k in range(5)) > 32767  # more than OpenCV takes in one map side
+    assert np.isfinite(image).all() and image.std() > 1

@@ -141,10 +141,7 @@ class PeopleRenderer:
             sel = g.plane == k
             if not sel.any():
                 continue
-            coords = g.world[sel][:, list(axes)] / TEXEL  # only this plane's pixels, as an (N, 1) map
-            u = np.mod(coords[:, :1], TEXTURE_SIZE).astype(np.float32)
-            v = np.mod(coords[:, 1:], TEXTURE_SIZE).astype(np.float32)
-            out[sel] = cv2.remap(s.texture(k), u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)[:, 0]
+            out[sel] = _sample_tiled(s.texture(k), g.world[sel][:, list(axes)] / TEXEL)
         body = g.person >= 0
         if body.any():
             who, which, u = g.person[body], g.part[body], g.local[body]
@@ -228,6 +225,18 @@ class PeopleRenderer:
         inside = (cam[:, 2] > NEAR) & (xi >= 0) & (xi < self.width) & (yi >= 0) & (yi < self.height)
         xi, yi = np.clip(xi, 0, self.width - 1), np.clip(yi, 0, self.height - 1)
         return inside, (g.person[yi, xi], g.part[yi, xi]), g.depth[yi, xi]
+
+
+def _sample_tiled(texture: np.ndarray, coords: np.ndarray, columns: int = 1024) -> np.ndarray:
+    """Bilinear samples (N, 3) of a texture tiled over the plane at texel coordinates (N, 2): only
+    the pixels that show the plane, laid out as rows of ``columns`` (OpenCV's maps are < 32767 a side)."""
+    n = len(coords)
+    rows = -(-n // columns)
+    padded = np.zeros((rows * columns, 2), np.float32)
+    padded[:n] = np.mod(coords, TEXTURE_SIZE)
+    grid = padded.reshape(rows, columns, 2)
+    sampled = cv2.remap(texture, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    return sampled.reshape(-1, 3)[:n]
 
 
 def _bounds(c: np.ndarray, r: float, fx, fy, cx, cy, width: int, height: int):
