@@ -13,7 +13,8 @@ from torch.nn.parallel import DistributedDataParallel
 from callbacks.per_instance import PerInstanceAdaptation, PerInstanceAdaptationConfig
 from datamodules.sampling import VideoShardSampler
 from framework.errors import UserError
-from tests.commands import DDP, METRICS, PIPS_QUICK, PIPS_TINY, RAFT_QUICK, RAFT_TINY, cli, report, subdirs
+from tests.commands import (BOOTSTRAP_QUICK, BOOTSTRAP_TINY, DDP, METRICS, PIPS_QUICK, PIPS_TINY, RAFT_QUICK, RAFT_TINY,
+                            cli, report, subdirs)
 from tests.tiny import batch_of, tiny_iso
 
 # a fixed view makes the adaptation objective deterministic; vanilla mode makes each instance independent
@@ -136,7 +137,8 @@ def test_test_loaders_under_ddp_shard_whole_videos(method):
 
 
 # the refinement methods, tiny: config, settings, a metric; 3 test videos so that they split unevenly
-VIDEO_METHODS = {"raft": (RAFT_QUICK, RAFT_TINY, "epe"), "pips": (PIPS_QUICK, PIPS_TINY, "ate_vis")}
+VIDEO_METHODS = {"raft": (RAFT_QUICK, RAFT_TINY, "epe"), "pips": (PIPS_QUICK, PIPS_TINY, "ate_vis"),
+                 "bootstrap": (BOOTSTRAP_QUICK, BOOTSTRAP_TINY, "mpjpe")}
 
 
 @pytest.mark.parametrize("method", sorted(VIDEO_METHODS))
@@ -160,7 +162,8 @@ def test_ddp_refines_each_video_once_on_one_rank(method, tmp_path):
     videos = [v["video"] for v in two["adaptation"]["summary"]["videos"]]
     assert videos == [v["video"] for v in one["adaptation"]["summary"]["videos"]] == [0, 1, 2]
     for a, b in zip(two["adaptation"]["summary"]["videos"], one["adaptation"]["summary"]["videos"]):
-        assert a["steps"] == b["steps"] and a.get("labels") == b.get("labels"), (a, b)
+        assert a.get("steps") == b.get("steps") and a.get("labels") == b.get("labels"), (a, b)
+        assert [r["round"] for r in a.get("rounds", [])] == [r["round"] for r in b.get("rounds", [])], (a, b)
 
 
 def test_pips_footage_test_loader_under_ddp_gives_the_one_video_to_one_rank(tmp_path):
