@@ -133,6 +133,9 @@ class BootstrapRefinement(PerVideoCallback):
     def prepare_video(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, Any]:
         self.snapshot.restore(pl_module)  # from the pre-trained weights at every video
         pairs = autograd_copy(whole_video(trainer, video, pl_module.device))
+        if self.cfg.space == "3d" and "has_joints3d_estimate" in pairs and not bool(pairs["has_joints3d_estimate"].all()):
+            raise UserError(f"video {video}: the pose estimates have no joints3d, so there is nothing to optimise in "
+                            f"3D; set adaptation.space=2d")
         rounds, drawn = [], {}
         with grad_enabled():  # also for what is made from the rows: a tensor made in inference mode takes no gradient
             frames = {**pairs_to_frames(pairs), "space": self.cfg.space}
@@ -166,12 +169,14 @@ class BootstrapRefinement(PerVideoCallback):
 
     def video_outputs(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, torch.Tensor]:
         with torch.no_grad(), autocast(trainer):
-            flow = pl_module.flow(rows["image1"], rows["image2"])
+            flow = {"flow": pl_module.flow(rows["image1"], rows["image2"])}
+            if "flow" not in rows:  # footage: the label-free metrics also need the backward flow
+                flow["flow_bw"] = pl_module.flow(rows["image2"], rows["image1"])
         missing = [i for i in rows["index"].tolist() if int(i) not in self.cache]
         if missing:
             raise UserError(f"bootstrapping: rows {missing[:5]} of video {video} are not among its listed pairs")
         picked = [self.cache[int(i)] for i in rows["index"].tolist()]
-        return {"flow": flow, **{k: torch.stack([p[k] for p in picked]) for k in picked[0]}}
+        return {**flow, **{k: torch.stack([p[k] for p in picked]) for k in picked[0]}}
 
     # ----------------------------------------------------------------- pictures
     def picture(self, trainer, pl_module, pairs: dict, drawn: dict, before: dict, after: dict) -> np.ndarray:

@@ -198,7 +198,9 @@ class BootstrapModule(RAFTModule, FlowPoseAgreement):
 @register("bootstrap")
 def method() -> MethodSpec:
     from callbacks.bootstrap_refinement import BootstrapConfig, BootstrapRefinement
+    from callbacks.output_writer import on_footage
     from callbacks.people_pictures import PeoplePictures
+    from callbacks.pose_flow_writer import PoseFlowWriter
     from datamodules.people_flow import PeopleFlowConfig, PeopleFlowDataModule
 
     return MethodSpec(
@@ -208,5 +210,6 @@ def method() -> MethodSpec:
         datamodule=lambda cfg, domain: PeopleFlowDataModule(cfg.data, test_domain=domain),
         adaptation=lambda cfg: BootstrapRefinement(cfg.adaptation),
         pictures=lambda cfg: PeoplePictures(cfg.pictures.num_samples, cfg.pictures.size),
+        writer=on_footage(PoseFlowWriter, "outputs"),
         pretrained=lambda cfg: {"raft": cfg.model.pretrained} if cfg.model.pretrained else {},
     )

@@ -187,3 +187,28 @@ def test_simulated_estimates_are_deterministic_and_wrong_as_configured():
                                       "jitter_2d": 0, "lost_2d": 0})[1]
     assert torch.allclose(exact["init_joints3d"], truth, atol=1e-6)
     assert torch.allclose(exact["detections2d"], exact["joints2d"], atol=1e-4)
+
+
+def test_own_video_with_an_estimates_file_writes_flows_poses_and_a_skeleton_video(tmp_path):
+    from tests.commands import cli, report
+    from tests.test_footage import write_folder
+    write_folder(tmp_path / "clip", count=4, height=64, width=64)
+    rng = np.random.default_rng(1)
+    write_pose_estimates(tmp_path / "estimates" / "clip.npz", rng.random((4, 17, 2)) * 40 + 10, np.ones((4, 17)))
+    cli("train.py", tmp_path, config=BOOTSTRAP_QUICK, tiny=BOOTSTRAP_TINY)
+    ckpt = tmp_path / "bootstrap" / "quick" / "checkpoints" / "best.ckpt"
+    cli("adapt.py", tmp_path, f"ckpt={ckpt}", "data.target.kind=footage", f"data.target.root={tmp_path / 'clip'}",
+        "data.poses.kind=file", f"data.poses.root={tmp_path / 'estimates'}", "adaptation.space=2d",
+        config=BOOTSTRAP_QUICK, tiny=BOOTSTRAP_TINY)
+    run = tmp_path / "bootstrap" / "quick_adapt"
+    out = run / "outputs"
+    assert len(list(out.glob("*.flo"))) == 3 and len(list(out.glob("*.png"))) == 3
+    poses = np.load(out / "poses_000.npz")
+    assert poses["joints2d"].shape == (3, 17, 2) and poses["frame"].tolist() == [0, 1, 2]
+    assert (out / "skeleton_000.mp4").stat().st_size > 0
+    assert "fb_consistent" in report(run)["after"]
+    # 3D optimisation needs 3D estimates: one clear error
+    failed = cli("adapt.py", tmp_path / "again", f"ckpt={ckpt}", "data.target.kind=footage",
+                 f"data.target.root={tmp_path / 'clip'}", "data.poses.kind=file",
+                 f"data.poses.root={tmp_path / 'estimates'}", config=BOOTSTRAP_QUICK, tiny=BOOTSTRAP_TINY, check=False)
+    assert failed.returncode != 0 and "set adaptation.space=2d" in failed.stderr
