@@ -13,7 +13,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytorch_lightning as pl
-import torch
 
 from callbacks.flow_writer import FlowWriter
 from callbacks.people_pictures import PREDICTION_COLOUR, draw_people
