@@ -22,8 +22,8 @@ from torch.utils.data import Dataset, Sampler
 
 from datamodules.domains import DOMAINS, SourceTargetDataModule, plain
 from datamodules.flow_augment import FlowAugmentor, SparseFlowAugmentor
-from datamodules.readers.flow_datasets import (DENSE_VALID_LIMIT, FlyingChairs, FlyingThings3D, Kitti2015,
-                                               MpiSintel)
+from datamodules.readers.flow_datasets import (DENSE_VALID_LIMIT, SINTEL_HUMAN_SCENES, FlyingChairs, FlyingThings3D,
+                                               Kitti2015, MpiSintel)
 from datamodules.readers.footage import UserFootage
 from datamodules.sampling import EpochSeededSampler, EpochTaggedSampler
 from datamodules.synthetic.people_datasets import PeopleFlowPairs
@@ -44,6 +44,7 @@ class FlowDomainConfig:
     kind: str = "synthetic"  # synthetic | people | sintel | chairs | things | kitti | footage
     root: Optional[str] = None  # dataset folder (real kinds only); footage: a video file or a folder of frames
     pass_name: str = "clean"  # sintel: clean | final; things: the pass of the frames
+    scenes: Optional[list[str]] = None  # sintel: only these scenes ([humans]: those of SINTEL_HUMAN_SCENES); None: all
     # split of each part (None: the kind's default; see _SPLITS)
     train_split: Optional[str] = None
     val_split: Optional[str] = None
@@ -167,7 +168,13 @@ class OpticalFlowDataModule(SourceTargetDataModule):
             split = getattr(d, f"{part}_split") or _SPLITS[d.kind][part]
             try:
                 if d.kind == "sintel":
-                    base = MpiSintel(root, split=split, pass_name=d.pass_name)
+                    scenes = d.scenes
+                    if scenes == ["humans"]:  # the human scenes this copy of Sintel has
+                        present = root / split / d.pass_name
+                        scenes = [s for s in SINTEL_HUMAN_SCENES if (present / s).is_dir()]
+                        if not scenes:
+                            raise UserError(f"scenes: none of the Sintel human scenes is in {present}")
+                    base = MpiSintel(root, split=split, pass_name=d.pass_name, scenes=scenes)
                 elif d.kind == "chairs":
                     base = FlyingChairs(root, split=split)
                 elif d.kind == "things":

@@ -212,3 +212,17 @@ def test_own_video_with_an_estimates_file_writes_flows_poses_and_a_skeleton_vide
                  f"data.target.root={tmp_path / 'clip'}", "data.poses.kind=file",
                  f"data.poses.root={tmp_path / 'estimates'}", config=BOOTSTRAP_QUICK, tiny=BOOTSTRAP_TINY, check=False)
     assert failed.returncode != 0 and "set adaptation.space=2d" in failed.stderr
+
+
+def test_sintel_human_scenes_with_2d_estimates_make_bootstrap_test_data(tmp_path):
+    from datamodules.people_flow import PeopleFlowDataModule
+    from tests.test_flow_datasets import sintel_tree
+    root = sintel_tree(tmp_path / "sintel", scenes={"alley_1": 3, "mountain_1": 3, "bamboo_2": 4})
+    for scene, frames in (("alley_1", 3), ("bamboo_2", 4)):
+        write_pose_estimates(tmp_path / "poses" / f"{scene}.npz", np.zeros((frames, 17, 2)), np.ones((frames, 17)))
+    dm = PeopleFlowDataModule({"target": {"kind": "sintel", "root": str(root), "scenes": ["humans"]},
+                               "poses": {"kind": "file", "root": str(tmp_path / "poses")}}, test_domain="target")
+    data = dm.domain_dataset("target", "test")
+    assert [s.name for s in data.videos().values()] == ["alley_1", "bamboo_2"]  # mountain_1 has nobody in it
+    item = data[len(data) - 1]
+    assert item["detections2d"].shape == (2, 17, 2) and not bool(item["has_joints3d_estimate"])
