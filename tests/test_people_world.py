@@ -128,7 +128,7 @@ def test_datasets_are_deterministic_per_index():
 
 def test_source_and_target_differ_as_configured():
     def stats(name):
-        people, knees, heights, occluded = [], [], [], []
+        people, knees, heights = [], [], []
         for video in range(6):
             scene = PeopleScene(small(name, frames=12), 0, video, BODY)
             people.append(len(scene.people))
