@@ -125,7 +125,7 @@ def test_target(method: str, configs: list[str], seed: int, ckpt: Path, refineme
         from omegaconf import OmegaConf
         shared = {"seed": seed, "pictures": 0} if "seed" in cfg.adaptation else {"pictures": 0}
         for key, value in {**shared, **refinement}.items():  # keys below adaptation, dotted
-            OmegaConf.update(cfg, f"adaptation.{key}", value, merge=False)
+            OmegaConf.update(cfg, f"adaptation.{key}", value, merge=True)  # a typed section takes a dict merged
         callbacks.append(spec.adaptation(cfg))
     reader = ReadTestMetrics()
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -131,6 +131,8 @@ def test_rounds_run_in_order_and_every_video_starts_from_the_pretrained_weights(
     assert seen == [True, False, True, False]  # reset before each video's fine-tuning, which changes weights
     assert all(torch.equal(v, original[k]) for k, v in m.state_dict().items())  # and left as loaded
     assert np.isfinite(out["test/mpjpe"]) and all(v["pose_moved_px"] > 0 for v in callback.reports)
+    # one picture (adaptation.pictures=1): the frame with both skeletons, the sketch target, flow before and after
+    assert len(callback.pictures) == 1 and callback.pictures[0].shape == (64, 4 * 64, 3)
 
 
 def test_2d_only_space_moves_the_2d_joints_and_leaves_the_3d_estimate(tmp_path):
