@@ -73,25 +73,36 @@ def gain(args) -> int:
             "checkpoint": str(ckpt), "targets_pct": TARGETS}
     results = Path(args.results)
     write_json(results / "bootstrap_gain.json", {"meta": meta, "rows": rows})
-    cell = lambda s, f=".2f": f"{s['mean']:{f}} ± {s['std']:{f}}"  # noqa: E731
-    lines = ["# Flow-pose bootstrapping on the synthetic studio -> street people videos", "",
-             f"Command: `{meta['command']}`; seeds {args.seeds}; mean ± std over seeds.", "",
-             "| variant | " + " | ".join(METRICS) + " | MPJPE change | joint EPE change | s / frame (flow round, pose round) |",
-             "|---" * (len(METRICS) + 4) + "|"]
-    for row in rows:
-        times = row["round_seconds_per_frame"]
-        lines.append(f"| {row['variant']} | " + " | ".join(cell(row[k]) for k in METRICS) +
-                     f" | {cell(row['mpjpe_change_pct'], '+.1f')} % | {cell(row['joint_epe_change_pct'], '+.1f')} % | "
-                     f"{times.get('flow', float('nan')):.2f}, {times.get('pose', float('nan')):.2f} |")
-    full = next(r for r in rows if r["variant"] == "full") if "full" in runs else None
-    if full is not None:
-        met = {k: full[f"{k}_change_pct"]["mean"] <= t for k, t in TARGETS.items()}
-        lines += ["", "Targets (full schedule against the initial estimates): " +
-                  "; ".join(f"{k} {full[f'{k}_change_pct']['mean']:+.1f} % (target {t:+.0f} %: "
-                            f"{'met' if met[k] else 'not met'})" for k, t in TARGETS.items())]
+    lines = summary(rows, meta)
     write_text(results / "bootstrap_gain.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def summary(rows: list[dict], meta: dict) -> list[str]:
+    """The markdown table of ``rows`` (mean ± std over seeds) and whether the targets are met."""
+    def cell(s: dict, signed: bool = False) -> str:
+        return f"{s['mean']:{'+' if signed else ''}.2f} ± {s['std']:.2f}"
+
+    def seconds(value) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    lines = ["# Flow-pose bootstrapping on the synthetic studio -> street people videos", "",
+             f"Command: `{meta['command']}`; seeds {meta['seeds']}; mean ± std over seeds.", "",
+             "| variant | " + " | ".join(METRICS) + " | MPJPE change (%) | joint EPE change (%) | s / frame: flow round | pose round |",
+             "|---" * (len(METRICS) + 5) + "|"]
+    for row in rows:
+        times = row["round_seconds_per_frame"]
+        lines.append(f"| {row['variant']} | " + " | ".join(cell(row[k]) for k in METRICS) +
+                     f" | {cell(row['mpjpe_change_pct'], True)} | {cell(row['joint_epe_change_pct'], True)} | "
+                     f"{seconds(times.get('flow'))} | {seconds(times.get('pose'))} |")
+    full = next((r for r in rows if r["variant"] == "full"), None)
+    if full is not None:
+        verdicts = [f"{k} {full[f'{k}_change_pct']['mean']:+.1f} % (target {t:+.0f} %: "
+                    f"{'met' if full[f'{k}_change_pct']['mean'] <= t else 'not met'})"
+                    for k, t in meta["targets_pct"].items()]
+        lines += ["", "Targets (full schedule against the initial estimates): " + "; ".join(verdicts)]
+    return lines
 
 
 def main() -> int:
