@@ -6,7 +6,8 @@ then for every seed bootstrap it on that seed's street videos, starting from the
 estimates (``data.poses``), and report the pose (MPJPE, PA-MPJPE, 2D joint error) and the flow
 (EPE at the true joints, on the person's pixels, everywhere) for the initial estimates, after
 each round of the paper's schedule (flow; flow + pose; flow + pose + flow), and the paper's
-ablations: pose only, and the full schedule without the temporal terms. Targets: MPJPE at least
+ablations: pose only, and the full schedule without the temporal terms; and a control, the full
+schedule from estimates simulated on another video's person (as noisy, but of the wrong motion). Targets: MPJPE at least
 5 % and joint EPE at least 10 % below the initial estimates. Also the seconds per frame of each
 kind of round. Results: benchmarks/results/bootstrap_gain.{json,md}.
 
@@ -39,12 +40,17 @@ VARIANTS = {
     "full_no_temporal": {"rounds": ["flow", "pose", "flow"],
                          "pose": {"optimizer": "adam", "lr": 1e-3,
                                   "stages": [{"iterations": 1500, "weights": NO_TEMPORAL}]}},
+    # control: the full schedule from estimates of another video's person (as noisy, but wrong)
+    "full_wrong_poses": {"rounds": ["flow", "pose", "flow"], "data": ["data.poses.control=other_video"]},
 }
 METRICS = ("mpjpe", "pa_mpjpe", "joints2d_error", "joint_epe", "human_epe", "epe")
 TARGETS = {"mpjpe": -5.0, "joint_epe": -10.0}  # % change against the initial estimates
 
 
 def evaluate(seed: int, ckpt: Path, refinement, overrides: list[str]) -> dict:
+    if refinement is not None and "data" in refinement:  # a control changes the data, not the refinement
+        refinement = dict(refinement)
+        overrides = overrides + refinement.pop("data")
     metrics, seconds, reports, _ = test_target("bootstrap", CONFIGS, seed, ckpt, refinement, overrides)
     frames = sum(r["pairs"] + 1 for r in reports)
     per_round: dict[str, list[float]] = {}

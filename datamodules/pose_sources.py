@@ -49,10 +49,13 @@ class PoseSourceConfig:
     lost_2d: float = 0.03  # share of joints replaced by a wrong point
     lost_offset: float = 20.0  # how far off a lost joint lands (pixels at 256)
     lost_confidence: float = 0.1
+    # a control for experiments: "other_video" simulates each video's estimates from the next video's
+    # ground truth (same frame), so they are as noisy as usual but of the wrong person and motion
+    control: str = "none"
 
 
 def validate_pose_source(c: PoseSourceConfig, key: str = "data.poses") -> None:
-    check(c, key, kind=OneOf(KINDS), seed=at_least(0), bias_3d=Within(0, 1), jitter_3d=Within(0, 1),
+    check(c, key, kind=OneOf(KINDS), control=OneOf(("none", "other_video")), seed=at_least(0), bias_3d=Within(0, 1), jitter_3d=Within(0, 1),
           swap_3d=fraction(), bias_2d=at_least(0), jitter_2d=at_least(0), lost_2d=fraction(), lost_offset=at_least(0),
           lost_confidence=fraction())
     if c.kind == "file" and not c.root:
@@ -131,6 +134,13 @@ class WithPoseEstimates(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
+    def _other_video(self, index: int) -> int:
+        """The same pair of the next video (the control's source of wrong poses)."""
+        spans = [s.indices for _, s in sorted(listed_videos(self.base).items())]
+        v = next(k for k, span in enumerate(spans) if index in span)
+        other = spans[(v + 1) % len(spans)]
+        return other[min(spans[v].index(index), len(other) - 1)]
+
     def videos(self):
         return listed_videos(self.base)
 
@@ -138,12 +148,13 @@ class WithPoseEstimates(Dataset):
         item = dict(self.base[index])
         video, frame = int(item["video"]), int(item["frame"])
         if isinstance(self.source, SimulatedEstimates):
-            if "joints3d" not in item or "joints2d" not in item:
+            truth = item if self.cfg.control == "none" else self.base[self._other_video(index)]
+            if "joints3d" not in truth or "joints2d" not in truth:
                 raise UserError("data.poses.kind=simulated needs the ground-truth joints3d and joints2d of the "
                                 "videos; use kind=file for data without them")
             height = item["image1"].shape[-2]
-            made = [self.source.frame(video, frame + k, item["joints3d"][k].double().numpy(),
-                                      item["joints2d"][k].double().numpy(), height) for k in (0, 1)]
+            made = [self.source.frame(video, frame + k, truth["joints3d"][k].double().numpy(),
+                                      truth["joints2d"][k].double().numpy(), height) for k in (0, 1)]
             estimate, detections, confidence = (np.stack([m[i] for m in made]) for i in range(3))
         else:
             name = self._names.get(video, str(video))

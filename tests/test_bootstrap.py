@@ -228,3 +228,11 @@ def test_sintel_human_scenes_with_2d_estimates_make_bootstrap_test_data(tmp_path
     assert [s.name for s in data.videos().values()] == ["alley_1", "bamboo_2"]  # mountain_1 has nobody in it
     item = data[len(data) - 1]
     assert item["detections2d"].shape == (2, 17, 2) and not bool(item["has_joints3d_estimate"])
+
+
+def test_wrong_pose_control_takes_another_videos_person():
+    pairs = PeopleFlowPairs({"preset": "studio", "width": 64, "height": 64, "frames": 3}, num_videos=2)
+    exact = {"bias_3d": 0, "jitter_3d": 0, "swap_3d": 0, "bias_2d": 0, "jitter_2d": 0, "lost_2d": 0}
+    wrong = WithPoseEstimates(pairs, {"kind": "simulated", "control": "other_video", **exact})
+    assert torch.allclose(wrong[0]["detections2d"], pairs[2]["joints2d"], atol=1e-4)  # video 1's first pair
+    assert torch.allclose(wrong[3]["detections2d"], pairs[1]["joints2d"], atol=1e-4)  # and back to video 0
