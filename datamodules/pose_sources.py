@@ -13,6 +13,9 @@ pixels and ``detection_confidence`` (2, 17) in [0, 1]. Kinds (``data.poses.kind`
 - ``file``: the user's estimates, one ``<root>/<video name>.npz`` per video with ``joints2d``
   (T, 17, 2) pixels, ``confidence`` (T, 17) and optionally ``joints3d`` (T, 17, 3) metres (camera
   frame; made root-relative here). Without ``joints3d`` the 2D-only mode is the one to use.
+- ``lifter``: 2D detections simulated as for ``simulated``, lifted to 3D by a pose lifter trained
+  in this framework (an ISO checkpoint, ``data.poses.checkpoint``): a real estimator's errors,
+  those of a lifter trained on another synthetic world (its skeletons and cameras).
 """
 from __future__ import annotations
 
@@ -28,16 +31,18 @@ from datamodules.readers.common import check_finite, check_shape, npz_array, ope
 from datamodules.videos import listed_videos
 from framework.checks import OneOf, Within, at_least, check, fraction
 from framework.errors import UserError
+from geometry.camera import normalize_screen
 from geometry.skeletons import H36M17
 
-KINDS = ("simulated", "file")
+KINDS = ("simulated", "file", "lifter")
 NUM_JOINTS = H36M17.num_joints
 
 
 @dataclass
 class PoseSourceConfig:
-    kind: str = "simulated"  # simulated | file
+    kind: str = "simulated"  # simulated | file | lifter
     root: Optional[str] = None  # file: the folder of <video name>.npz
+    checkpoint: Optional[str] = None  # lifter: an ISO checkpoint of this framework
     seed: int = 0
     # simulated, 3D estimate (metres): per-video per-joint bias, per-frame jitter, share of frames swapped left/right
     bias_3d: float = 0.025
@@ -60,6 +65,9 @@ def validate_pose_source(c: PoseSourceConfig, key: str = "data.poses") -> None:
           lost_confidence=fraction())
     if c.kind == "file" and not c.root:
         raise UserError(f"{key}.root: must be set for kind=file (a folder of <video name>.npz pose estimates)")
+    if c.kind == "lifter" and not c.checkpoint:
+        raise UserError(f"{key}.checkpoint: must be set for kind=lifter (an ISO checkpoint, e.g. "
+                        f"outputs/iso/quick/checkpoints/best.ckpt)")
 
 
 def root_relative(joints: np.ndarray) -> np.ndarray:
@@ -94,6 +102,33 @@ class SimulatedEstimates:
         return estimate, detections, confidence
 
 
+class LiftedEstimates:
+    """Simulated 2D detections of one frame, lifted to 3D by an ISO checkpoint (module doc)."""
+
+    def __init__(self, cfg: PoseSourceConfig) -> None:
+        from framework.io import load_checkpoint
+        from framework.methods import get_method
+
+        ckpt = load_checkpoint(cfg.checkpoint)
+        params = ckpt.get("hyper_parameters", {})
+        method = ckpt.get("method") or params.get("method")
+        if method != "iso" or "state_dict" not in ckpt or "model" not in params:
+            raise UserError(f"data.poses.checkpoint: {cfg.checkpoint} is not an ISO checkpoint of this framework "
+                            f"(written by method {method!r})")
+        self.lifter = get_method("iso").module(method="iso", model=params["model"])
+        self.lifter.load_state_dict(ckpt["state_dict"])
+        self.lifter.eval()
+        self.detector = SimulatedEstimates(cfg)
+
+    def frame(self, video: int, frame: int, joints3d: np.ndarray, joints2d: np.ndarray,
+              height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        _, detections, confidence = self.detector.frame(video, frame, joints3d, joints2d, height)
+        screen = normalize_screen(torch.from_numpy(detections).float(), width, height)  # the lifters' input units
+        with torch.no_grad():
+            lifted = self.lifter.predict({"pose2d": screen[None]})["pose3d"][0].double().numpy()
+        return root_relative(lifted), detections, confidence
+
+
 class FileEstimates:
     """Estimates read from ``<root>/<video name>.npz`` (module doc), one file per video, cached."""
 
@@ -126,7 +161,8 @@ class WithPoseEstimates(Dataset):
         self.cfg = cfg if isinstance(cfg, PoseSourceConfig) else PoseSourceConfig(**dict(cfg))
         validate_pose_source(self.cfg, key)
         self.base = base
-        self.source = SimulatedEstimates(self.cfg) if self.cfg.kind == "simulated" else FileEstimates(self.cfg)
+        self.source = {"simulated": SimulatedEstimates, "file": FileEstimates, "lifter": LiftedEstimates}[
+            self.cfg.kind](self.cfg)
         spans = listed_videos(base)
         self._names = {v: s.name for v, s in spans.items()}
         self._lengths = {v: len(s.indices) + 1 for v, s in spans.items()}  # pairs + 1 frames
@@ -147,14 +183,15 @@ class WithPoseEstimates(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = dict(self.base[index])
         video, frame = int(item["video"]), int(item["frame"])
-        if isinstance(self.source, SimulatedEstimates):
+        if not isinstance(self.source, FileEstimates):
             truth = item if self.cfg.control == "none" else self.base[self._other_video(index)]
             if "joints3d" not in truth or "joints2d" not in truth:
-                raise UserError("data.poses.kind=simulated needs the ground-truth joints3d and joints2d of the "
-                                "videos; use kind=file for data without them")
-            height = item["image1"].shape[-2]
+                raise UserError(f"data.poses.kind={self.cfg.kind} needs the ground-truth joints3d and joints2d of "
+                                f"the videos; use kind=file for data without them")
+            size = dict(zip(("height", "width"), item["image1"].shape[-2:])) \
+                if isinstance(self.source, LiftedEstimates) else {"height": item["image1"].shape[-2]}
             made = [self.source.frame(video, frame + k, truth["joints3d"][k].double().numpy(),
-                                      truth["joints2d"][k].double().numpy(), height) for k in (0, 1)]
+                                      truth["joints2d"][k].double().numpy(), **size) for k in (0, 1)]
             estimate, detections, confidence = (np.stack([m[i] for m in made]) for i in range(3))
         else:
             name = self._names.get(video, str(video))

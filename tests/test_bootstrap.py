@@ -236,3 +236,27 @@ def test_wrong_pose_control_takes_another_videos_person():
     wrong = WithPoseEstimates(pairs, {"kind": "simulated", "control": "other_video", **exact})
     assert torch.allclose(wrong[0]["detections2d"], pairs[2]["joints2d"], atol=1e-4)  # video 1's first pair
     assert torch.allclose(wrong[3]["detections2d"], pairs[1]["joints2d"], atol=1e-4)  # and back to video 0
+
+
+def test_lifter_source_lifts_simulated_detections_with_an_iso_checkpoint(tmp_path):
+    from tests.tiny import tiny_iso
+    lifter = tiny_iso()
+    path = tmp_path / "iso.ckpt"
+    torch.save({"method": "iso", "hyper_parameters": dict(lifter.hparams), "state_dict": lifter.state_dict()}, path)
+    pairs = PeopleFlowPairs({"preset": "studio", "width": 64, "height": 64, "frames": 3}, num_videos=1)
+    lifted = WithPoseEstimates(pairs, {"kind": "lifter", "checkpoint": str(path)})[1]
+    simulated = WithPoseEstimates(pairs, {"kind": "simulated"})[1]
+    assert torch.equal(lifted["detections2d"], simulated["detections2d"])  # the same simulated detector
+    assert torch.allclose(lifted["init_joints3d"][:, 0], torch.zeros(2, 3))  # root-relative
+    assert not torch.allclose(lifted["init_joints3d"], simulated["init_joints3d"])  # the lifter's own 3D
+    from datamodules.pose_sources import LiftedEstimates, PoseSourceConfig
+    screen = torch.from_numpy(((simulated["detections2d"][0].double().numpy() / 64) * 2 - 1)).float()[None]
+    with torch.no_grad():
+        expected = lifter.eval().predict({"pose2d": screen})["pose3d"][0]
+    assert torch.allclose(lifted["init_joints3d"][0], expected - expected[:1], atol=1e-5)
+    raft = tmp_path / "raft.ckpt"
+    torch.save({"method": "raft", "hyper_parameters": {"method": "raft", "model": {}}, "state_dict": {}}, raft)
+    with pytest.raises(UserError, match="not an ISO checkpoint"):
+        LiftedEstimates(PoseSourceConfig(kind="lifter", checkpoint=str(raft)))
+    with pytest.raises(UserError, match="data.poses.checkpoint: must be set"):
+        WithPoseEstimates(pairs, {"kind": "lifter"})
