@@ -64,6 +64,13 @@ def validate_bootstrap_config(c: BootstrapConfig, key: str = "adaptation") -> No
         raise UserError(f"{key}.rounds: give at least one round (flow, pose)")
 
 
+def check_space(space: str, pairs: dict, video: int) -> None:
+    """3D optimisation needs 3D estimates; a file of 2D ones is one clear error."""
+    if space == "3d" and "has_joints3d_estimate" in pairs and not bool(pairs["has_joints3d_estimate"].all()):
+        raise UserError(f"video {video}: the pose estimates have no joints3d, so there is nothing to optimise in 3D; "
+                        f"set adaptation.space=2d")
+
+
 def pairs_to_frames(pairs: dict) -> dict:
     """A video given as consecutive frame pairs -> its frames: each per-frame key's frame t of every
     pair and frame t + 1 of the last one."""
@@ -133,9 +140,7 @@ class BootstrapRefinement(PerVideoCallback):
     def prepare_video(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, Any]:
         self.snapshot.restore(pl_module)  # from the pre-trained weights at every video
         pairs = autograd_copy(whole_video(trainer, video, pl_module.device))
-        if self.cfg.space == "3d" and "has_joints3d_estimate" in pairs and not bool(pairs["has_joints3d_estimate"].all()):
-            raise UserError(f"video {video}: the pose estimates have no joints3d, so there is nothing to optimise in "
-                            f"3D; set adaptation.space=2d")
+        check_space(self.cfg.space, pairs, video)
         rounds, drawn = [], {}
         with grad_enabled():  # also for what is made from the rows: a tensor made in inference mode takes no gradient
             frames = {**pairs_to_frames(pairs), "space": self.cfg.space}

@@ -210,10 +210,10 @@ def test_own_video_with_an_estimates_file_writes_flows_poses_and_a_skeleton_vide
     assert (out / "skeleton_000.mp4").stat().st_size > 0
     assert "fb_consistent" in report(run)["after"]
     # 3D optimisation needs 3D estimates: one clear error
-    failed = cli("adapt.py", tmp_path / "again", f"ckpt={ckpt}", "data.target.kind=footage",
-                 f"data.target.root={tmp_path / 'clip'}", "data.poses.kind=file",
-                 f"data.poses.root={tmp_path / 'estimates'}", config=BOOTSTRAP_QUICK, tiny=BOOTSTRAP_TINY, check=False)
-    assert failed.returncode != 0 and "set adaptation.space=2d" in failed.stderr
+    from callbacks.bootstrap_refinement import check_space
+    with pytest.raises(UserError, match="set adaptation.space=2d"):
+        check_space("3d", {"has_joints3d_estimate": torch.tensor([False, False])}, 0)
+    check_space("2d", {"has_joints3d_estimate": torch.tensor([False])}, 0)
 
 
 def test_sintel_human_scenes_with_2d_estimates_make_bootstrap_test_data(tmp_path):
