@@ -166,13 +166,14 @@ class WithPoseEstimates(Dataset):
         spans = listed_videos(base)
         self._names = {v: s.name for v, s in spans.items()}
         self._lengths = {v: len(s.indices) + 1 for v, s in spans.items()}  # pairs + 1 frames
+        self._spans = [s.indices for _, s in sorted(spans.items())]
 
     def __len__(self) -> int:
         return len(self.base)
 
     def _other_video(self, index: int) -> int:
         """The same pair of the next video (the control's source of wrong poses)."""
-        spans = [s.indices for _, s in sorted(listed_videos(self.base).items())]
+        spans = self._spans  # listed once, at construction, not per item
         v = next(k for k, span in enumerate(spans) if index in span)
         other = spans[(v + 1) % len(spans)]
         return other[min(spans[v].index(index), len(other) - 1)]
