@@ -44,8 +44,8 @@ PIPS_TINY = ("model.mixer_dim=32", "model.mixer_depth=2", "model.iters=2", "mode
              "data.crop_size=[64,64]", "data.batch_size=2",
              *(f"data.{d}.synthetic.{k}={v}" for d in ("source", "target") for k, v in PIPS_SMALL_DOMAIN.items()),
              "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kinds=[csv]",
-             "adaptation.finetune.steps=2", "adaptation.labels.group_size=4", "adaptation.labels.grid_spacing=16",
-             "adaptation.labels.dense_window=0", "adaptation.labels.tau=1000")
+             "adaptation.finetune.steps=2", "adaptation.finetune.batch_size=2", "adaptation.labels.group_size=4",
+             "adaptation.labels.grid_spacing=16", "adaptation.labels.dense_window=0", "adaptation.labels.tau=1000")
 DDP = ("trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
 METRICS = {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc"}
 

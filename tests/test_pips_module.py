@@ -96,7 +96,7 @@ def run_refinement(mode: str, objective: str = "pseudo_labels", **labels):
     # a random network fails the cycle check: a huge tau keeps every teacher track as a label
     labels = {"group_size": 4, "grid_spacing": 16, "dense_window": 8, "dense_spacing": 8, "dense_seeds": 1,
               "tau": 1000.0, "clip_stride": 2, **labels}
-    callback = Recording({"mode": mode, "objective": objective, "finetune": {"steps": 2, "accumulate": 2, "lr": 1e-3},
+    callback = Recording({"mode": mode, "objective": objective, "finetune": {"steps": 2, "accumulate": 2, "batch_size": 1, "lr": 1e-3},
                           "labels": labels})
     callback.starts, callback.ends = [], []
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
