@@ -2,7 +2,9 @@
 
 Each domain is synthetic (``SyntheticFlowDomain``, the embedded default) or a real benchmark
 read from its released files (MPI-Sintel, FlyingChairs, FlyingThings3D, KITTI 2015), or the user's
-own footage (a video file or a folder of frames; no ground truth, so only as a test / target part).
+own footage (a video file or a folder of frames; no ground truth, so only as a test / target part),
+or Human3.6M / 3DPW videos with their ground-truth joints and no flow (``readers/posed_videos.py``;
+test / target parts only, for the methods that score poses on them).
 Batches hold ``image1``, ``image2`` (B, 3, H, W) in 0..255, ``flow`` (B, 2, H, W), ``valid`` (B, H, W)
 (not for footage), ``index`` (+ ``video``, ``frame`` where the set is made of videos).
 
@@ -25,6 +27,7 @@ from datamodules.flow_augment import FlowAugmentor, SparseFlowAugmentor
 from datamodules.readers.flow_datasets import (DENSE_VALID_LIMIT, SINTEL_HUMAN_SCENES, FlyingChairs, FlyingThings3D,
                                                Kitti2015, MpiSintel)
 from datamodules.readers.footage import UserFootage
+from datamodules.readers.posed_videos import PosedVideoPairs, h36m_videos, pw3d_videos
 from datamodules.sampling import EpochSeededSampler, EpochTaggedSampler
 from datamodules.synthetic.people_datasets import PeopleFlowPairs
 from datamodules.synthetic.people_scenes import as_people_domain, validate_people_domain
@@ -33,7 +36,8 @@ from datamodules.synthetic.flow_scenes import (SyntheticFlowDomain, SyntheticFlo
 from framework.checks import OneOf, at_least, check
 from framework.errors import UserError
 
-KINDS = ("synthetic", "people", "sintel", "chairs", "things", "kitti", "footage")
+KINDS = ("synthetic", "people", "sintel", "chairs", "things", "kitti", "footage", "h36m", "3dpw")
+TEST_ONLY_KINDS = ("footage", "h36m", "3dpw")
 MIN_SIZE = 64  # smallest frame side RAFT takes: 1/8 resolution, then 3 poolings of the correlation
 
 
@@ -41,15 +45,21 @@ MIN_SIZE = 64  # smallest frame side RAFT takes: 1/8 resolution, then 3 poolings
 class FlowDomainConfig:
     """Where one domain's pairs come from. Keys of other kinds are ignored."""
 
-    kind: str = "synthetic"  # synthetic | people | sintel | chairs | things | kitti | footage
+    kind: str = "synthetic"  # synthetic | people | sintel | chairs | things | kitti | footage | h36m | 3dpw
     root: Optional[str] = None  # dataset folder (real kinds only); footage: a video file or a folder of frames
+    # h36m only (root: the VideoPose3D folder): the videos' folder (None: root), which sequences, the 2D file
+    frames: Optional[str] = None
+    subjects: list[str] = field(default_factory=lambda: ["S9", "S11"])
+    actions: Optional[list[str]] = None  # None: all
+    cameras: Optional[list[int]] = None  # indices 0..3 of the four cameras; None: all
+    keypoints: str = "gt"  # data_2d_h36m_<keypoints>.npz, or projected
     pass_name: str = "clean"  # sintel: clean | final; things: the pass of the frames
     scenes: Optional[list[str]] = None  # sintel: only these scenes ([humans]: those of SINTEL_HUMAN_SCENES); None: all
     # split of each part (None: the kind's default; see _SPLITS)
     train_split: Optional[str] = None
     val_split: Optional[str] = None
     test_split: Optional[str] = None
-    # footage only: keep every frame_step-th frame, at most max_frames of them, resized to [height, width]
+    # footage, h36m, 3dpw: keep every frame_step-th frame, at most max_frames of them (per video), resized to [height, width]
     max_frames: Optional[int] = None
     frame_step: int = 1
     resize: Optional[list[int]] = None
@@ -163,7 +173,7 @@ class OpticalFlowDataModule(SourceTargetDataModule):
             base = PeopleFlowPairs(plain(d.people), videos, self.synthetic_seed(name, part), key=f"{where}.people")
         else:
             root = self._check_root(name)
-            if d.kind == "footage":
+            if d.kind in TEST_ONLY_KINDS:
                 return self._footage(d, root, where, part)
             split = getattr(d, f"{part}_split") or _SPLITS[d.kind][part]
             try:
@@ -194,11 +204,19 @@ class OpticalFlowDataModule(SourceTargetDataModule):
     @staticmethod
     def _footage(d: FlowDomainConfig, root, where: str, part: str) -> Dataset:
         if part != "test":
-            raise UserError(f"{where}.kind: footage has no ground-truth flow; use it as data.target (adapt.py), "
+            raise UserError(f"{where}.kind: {d.kind} has no ground-truth flow; use it as data.target (adapt.py), "
                             f"not for training")
+        resize = None if d.resize is None else list(d.resize)
         try:
-            return UserFootage(root, max_frames=d.max_frames, frame_step=d.frame_step,
-                               resize=None if d.resize is None else list(d.resize), min_size=MIN_SIZE)
+            if d.kind == "footage":
+                return UserFootage(root, max_frames=d.max_frames, frame_step=d.frame_step, resize=resize,
+                                   min_size=MIN_SIZE)
+            if d.kind == "h36m":
+                videos = h36m_videos(root, d.frames, d.subjects, d.actions, d.cameras, d.keypoints)
+            else:
+                videos = pw3d_videos(root, d.test_split or "test")
+            return PosedVideoPairs(videos, max_frames=d.max_frames, frame_step=d.frame_step, resize=resize,
+                                   min_size=MIN_SIZE)
         except UserError as e:
             raise UserError(f"{where}: {e}") from None
 

@@ -108,13 +108,41 @@ class BootstrapModule(RAFTModule, FlowPoseAgreement):
         if "person_mask" in batch:
             human = batch["person_mask"].float() * (batch["valid"] if "valid" in batch else 1.0)
             metrics["human_epe"].update(flow, batch["flow"].float(), human, index)
-        if "joints2d" in batch:
-            metrics["joint_epe"].update(flow, batch["joints2d"], batch.get("joint_visible"), index)
+        self.update_joint_metrics(metrics, outputs, batch)
+
+    @staticmethod
+    def update_joint_metrics(metrics, outputs: dict, batch: dict) -> None:
+        """The scores at the labelled joints: flow EPE there, and the poses of frame t where the
+        data set trusts them (``pose_valid``, on 3DPW)."""
+        if "joints2d" not in batch:
+            return
+        flow, index = outputs["flow"].float(), batch["index"]
+        metrics["joint_epe"].update(flow, batch["joints2d"], batch.get("joint_visible"), index)
         if "mpjpe" in metrics and "joints3d" in outputs and "joints3d" in batch:
-            truth = root_relative(batch["joints3d"][:, 0].float())
-            metrics["mpjpe"].update(root_relative(outputs["joints3d"].float()), truth, index)
-            metrics["pa_mpjpe"].update(root_relative(outputs["joints3d"].float()), truth, index)
-            metrics["joints2d_error"].update(outputs["joints2d"], batch["joints2d"][:, 0], index)
+            keep = batch["pose_valid"][:, 0] if "pose_valid" in batch else torch.ones_like(index, dtype=torch.bool)
+            if not bool(keep.any()):
+                return
+            truth = root_relative(batch["joints3d"][keep, 0].float())
+            mine = root_relative(outputs["joints3d"][keep].float())
+            metrics["mpjpe"].update(mine, truth, index[keep])
+            metrics["pa_mpjpe"].update(mine, truth, index[keep])
+            metrics["joints2d_error"].update(outputs["joints2d"][keep], batch["joints2d"][keep, 0], index[keep])
+
+    def update_test_metrics(self, outputs: dict, batch: dict) -> None:
+        """Without dense flow (footage, Human3.6M, 3DPW) the flow gets the label-free scores and the
+        joints, where the data has them, their own."""
+        super().update_test_metrics(outputs, batch)
+        if "flow" not in batch:
+            self.update_joint_metrics(self.test_metrics, outputs, batch)
+
+    def on_test_epoch_end(self) -> None:
+        if not self.any_rank(any(m.update_called for m in self.unsupervised_metrics.values())):
+            return super().on_test_epoch_end()
+        self.log_metrics(self.unsupervised_metrics, self.test_stage)
+        scored = {k: m for k, m in self.test_metrics.items() if self.any_rank(m.update_called)}
+        if scored:
+            self.log_metrics(MetricCollection(scored, compute_groups=False), self.test_stage)
+        self.test_metrics.reset()
 
     # --------------------------------------------------------------- the poses
     @staticmethod

@@ -62,13 +62,14 @@ class UserFootage(Dataset):
             self.name = self.path.resolve().name
             self._files = self._list_folder(where)
             self.frame_names = [p.stem for p in self._files]
-            size = self._resized(check_same_size(self._files))
+            self.source_size = tuple(int(v) for v in check_same_size(self._files))
+            size = self._resized(self.source_size)
         else:
             self.name = self.path.stem
             self._decoded = self._decode_video(where)
             self.frame_names = [f"{self.name}_{i:05d}" for i in range(len(self._decoded))]
             size = self._decoded[0].shape[:2]
-        self.size = (int(size[0]), int(size[1]))
+        self.size = (int(size[0]), int(size[1]))  # (H, W) of the frames given out; source_size: as stored
         if min(self.size) < self.min_size:
             raise UserError(f"{where}: frames are {self.size[1]} x {self.size[0]} (W x H)"
                             f"{' after resize' if self.resize else ''}; the model needs at least {self.min_size} px on "
@@ -116,6 +117,8 @@ class UserFootage(Dataset):
                     raise UserError(f"{where}: OpenCV failed to decode frame {found} ({e})") from None
                 if not ok or bgr is None:
                     break
+                if found == 0:
+                    self.source_size = (int(bgr.shape[0]), int(bgr.shape[1]))
                 if found % self.frame_step == 0:
                     frames.append(self._apply_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
                 found += 1

@@ -14,7 +14,7 @@ that camera's resolution.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -157,6 +157,83 @@ def _action_selected(action: str, actions: Optional[Sequence[str]]) -> bool:
     return not actions or action in actions or action.split(" ")[0] in actions
 
 
+class CameraSequence(NamedTuple):
+    """One (subject, action) filmed by one camera: every frame's joints in that camera."""
+
+    subject: str
+    action: str
+    camera: int  # index into CAMERA_IDS
+    joints2d: np.ndarray  # (T, 17, 2) pixels: the 2D file's keypoints, or the pinhole projection
+    joints3d: np.ndarray  # (T, 17, 3) camera frame (OpenCV axes), metres
+    intrinsics: tuple[float, float, float, float]  # fx, fy, cx, cy in pixels
+    size: tuple[int, int]  # width, height of the camera's video
+
+    @property
+    def name(self) -> str:
+        """As the dataset names the sequence's video: ``<subject>_<action>.<camera id>``."""
+        return f"{self.subject}_{self.action}.{CAMERA_IDS[self.camera]}"
+
+
+def camera_sequences(path_3d: Path, data_3d: dict, path_2d: Optional[Path], data_2d: Optional[dict],
+                     subjects: Sequence[str], actions: Optional[Sequence[str]],
+                     cameras: Sequence[int]) -> Iterator[CameraSequence]:
+    """Every selected (subject, action, camera) of the loaded VideoPose3D dicts, checked."""
+    for subject in subjects:
+        if subject not in data_3d:
+            raise UserError(f"{path_3d}: no subject '{subject}' in positions_3d (found: {', '.join(map(str, data_3d))})")
+        if data_2d is not None and subject not in data_2d:
+            raise UserError(f"{path_2d}: no subject '{subject}' in positions_2d (found: {', '.join(map(str, data_2d))})")
+        for action, positions in data_3d[subject].items():
+            if not _action_selected(action, actions):
+                continue
+            where = f"{path_3d}: positions_3d['{subject}']['{action}']"
+            world = check_shape(positions, (None, None, 3), where)
+            if world.shape[1] == 32:
+                world = world[:, H36M32_TO_17]
+            elif world.shape[1] != 17:
+                raise UserError(f"{where}: expected shape (T, 32, 3) (or (T, 17, 3)), got {world.shape}")
+            check_finite(world, where)
+            keypoints = None if data_2d is None else \
+                H36MDataset._keypoints(data_2d, path_2d, subject, action, world.shape[0])
+            for c in cameras:
+                cam3d = world_to_camera(world, subject, c)
+                fx, fy, cx, cy, w, h = INTRINSICS[CAMERA_IDS[c]]
+                if keypoints is None:
+                    px = cam3d[..., :2] / cam3d[..., 2:3] * np.array([fx, fy]) + np.array([cx, cy])
+                else:
+                    px = keypoints[c]
+                yield CameraSequence(subject, action, c, px, cam3d, (fx, fy, cx, cy), (w, h))
+
+
+def checked_selection(subjects: Sequence[str], cameras: Optional[Sequence[int]], what: str) -> tuple[int, ...]:
+    """The camera indices (all four for None), after checking them and the subjects."""
+    cameras = tuple(range(len(CAMERA_IDS))) if cameras is None else tuple(int(c) for c in cameras)
+    for c in cameras:
+        if not 0 <= c < len(CAMERA_IDS):
+            raise UserError(f"{what}: camera index {c} out of range 0..{len(CAMERA_IDS) - 1}")
+    for s in subjects:
+        if s not in EXTRINSICS:
+            raise UserError(f"{what}: unknown subject '{s}'; cameras are known for {', '.join(EXTRINSICS)}")
+    return cameras
+
+
+def h36m_paths(root: str | Path, keypoints: Optional[str] = "gt") -> tuple[Path, Optional[Path]]:
+    """The 3D file and the 2D file of ``keypoints`` (None for ``projected``) in a VideoPose3D folder."""
+    root = require_dir(root, "Human3.6M root")
+    return root / "data_3d_h36m.npz", None if keypoints in (None, "", "projected") else root / f"data_2d_h36m_{keypoints}.npz"
+
+
+def load_h36m(path_3d: str | Path, path_2d: Optional[str | Path]) -> tuple[Path, dict, Optional[Path], Optional[dict]]:
+    """The checked paths and loaded dicts of the 3D file and (unless None) the 2D file."""
+    path_3d = require_file(path_3d, "Human3.6M 3D poses")
+    data_2d = None
+    if path_2d is not None:
+        path_2d = require_file(path_2d, "Human3.6M 2D keypoints")
+        data_2d = _load_pickled_dict(path_2d, "positions_2d")
+        H36MDataset._check_metadata(path_2d)
+    return path_3d, _load_pickled_dict(path_3d, "positions_3d"), path_2d, data_2d
+
+
 class H36MDataset(Dataset):
     """Samples of the chosen subjects, actions and cameras, every ``stride``-th frame.
 
@@ -169,55 +246,24 @@ class H36MDataset(Dataset):
                  stride: int = 1, cameras: Optional[Sequence[int]] = None) -> None:
         if int(stride) < 1:
             raise UserError(f"H36MDataset: stride must be >= 1, got {stride}")
-        cameras = tuple(range(len(CAMERA_IDS))) if cameras is None else tuple(int(c) for c in cameras)
-        for c in cameras:
-            if not 0 <= c < len(CAMERA_IDS):
-                raise UserError(f"H36MDataset: camera index {c} out of range 0..{len(CAMERA_IDS) - 1}")
-        for s in subjects:
-            if s not in EXTRINSICS:
-                raise UserError(f"H36MDataset: unknown subject '{s}'; cameras are known for {', '.join(EXTRINSICS)}")
-        path_3d = require_file(path_3d, "Human3.6M 3D poses")
-        data_3d = _load_pickled_dict(path_3d, "positions_3d")
-        data_2d = None
-        if path_2d is not None:
-            path_2d = require_file(path_2d, "Human3.6M 2D keypoints")
-            data_2d = _load_pickled_dict(path_2d, "positions_2d")
-            self._check_metadata(path_2d)
+        cameras = checked_selection(subjects, cameras, "H36MDataset")
+        path_3d, data_3d, path_2d, data_2d = load_h36m(path_3d, path_2d)
 
         pose2d, pose3d, roots, cams, meta = [], [], [], [], []
         self.sequences: list[tuple[str, str]] = []  # (subject, action) of each sequence id
-        for subject in subjects:
-            if subject not in data_3d:
-                raise UserError(f"{path_3d}: no subject '{subject}' in positions_3d (found: {', '.join(map(str, data_3d))})")
-            if data_2d is not None and subject not in data_2d:
-                raise UserError(f"{path_2d}: no subject '{subject}' in positions_2d (found: {', '.join(map(str, data_2d))})")
-            for action, positions in data_3d[subject].items():
-                if not _action_selected(action, actions):
-                    continue
-                where = f"{path_3d}: positions_3d['{subject}']['{action}']"
-                world = check_shape(positions, (None, None, 3), where)
-                if world.shape[1] == 32:
-                    world = world[:, H36M32_TO_17]
-                elif world.shape[1] != 17:
-                    raise UserError(f"{where}: expected shape (T, 32, 3) (or (T, 17, 3)), got {world.shape}")
-                check_finite(world, where)
-                frames = world.shape[0]
-                sequence = len(self.sequences)
-                self.sequences.append((subject, action))
-                keypoints = self._keypoints(data_2d, path_2d, subject, action, frames) if data_2d is not None else None
-                for c in cameras:
-                    cam3d = world_to_camera(world, subject, c)[::stride]
-                    fx, fy, cx, cy, w, h = INTRINSICS[CAMERA_IDS[c]]
-                    if keypoints is None:
-                        px = cam3d[..., :2] / cam3d[..., 2:3] * np.array([fx, fy]) + np.array([cx, cy])
-                    else:
-                        px = keypoints[c][::stride]
-                    pose2d.append(normalize_screen(px, w, h))
-                    pose3d.append(cam3d - cam3d[:, :1])
-                    roots.append(cam3d[:, 0])
-                    cams.append(np.repeat(normalized_camera(fx, fy, cx, cy, w, h)[None], len(cam3d), axis=0))
-                    n = len(cam3d)
-                    meta.append(np.stack([np.full(n, sequence), np.full(n, c), np.arange(0, frames, stride)], axis=1))
+        for seq in camera_sequences(path_3d, data_3d, path_2d, data_2d, subjects, actions, cameras):
+            if not self.sequences or self.sequences[-1] != (seq.subject, seq.action):
+                self.sequences.append((seq.subject, seq.action))
+            fx, fy, cx, cy = seq.intrinsics
+            w, h = seq.size
+            cam3d, px = seq.joints3d[::stride], seq.joints2d[::stride]
+            pose2d.append(normalize_screen(px, w, h))
+            pose3d.append(cam3d - cam3d[:, :1])
+            roots.append(cam3d[:, 0])
+            cams.append(np.repeat(normalized_camera(fx, fy, cx, cy, w, h)[None], len(cam3d), axis=0))
+            n = len(cam3d)
+            meta.append(np.stack([np.full(n, len(self.sequences) - 1), np.full(n, seq.camera),
+                                  np.arange(0, len(seq.joints3d), stride)], axis=1))
         if not meta:
             raise UserError(f"{path_3d}: no frames for subjects {list(subjects)} and actions {list(actions or [])}")
         self.pose2d = np.concatenate(pose2d).astype(np.float32)
@@ -232,9 +278,7 @@ class H36MDataset(Dataset):
                   actions: Optional[Sequence[str]] = None, stride: int = 1,
                   cameras: Optional[Sequence[int]] = None) -> "H36MDataset":
         """``keypoints``: the 2D file suffix (``gt``, ``cpn_ft_h36m_dbb``, ...) or ``projected``."""
-        root = require_dir(root, "Human3.6M root")
-        path_2d = None if keypoints in (None, "", "projected") else root / f"data_2d_h36m_{keypoints}.npz"
-        return cls(root / "data_3d_h36m.npz", path_2d, subjects, actions, stride, cameras)
+        return cls(*h36m_paths(root, keypoints), subjects, actions, stride, cameras)
 
     @staticmethod
     def _check_metadata(path: Path) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -85,52 +85,72 @@ def _image_size(data: dict, intrinsics: np.ndarray, path: Path) -> tuple[float, 
     return w, h
 
 
+class PersonSequence(NamedTuple):
+    """One person of one sequence: every frame's joints in the moving phone camera."""
+
+    sequence: str
+    person: int
+    joints2d: np.ndarray  # (T, 17, 2) pixels, the pinhole projection of joints3d
+    joints3d: np.ndarray  # (T, 17, 3) camera frame, metres (H36M-17, head top extrapolated)
+    valid: np.ndarray  # (T,) bool: campose_valid, the pose is reliable
+    intrinsics: tuple[float, float, float, float]  # fx, fy, cx, cy in pixels
+    size: tuple[float, float]  # width, height of the frames
+
+
+def person_sequences(files: Sequence[str | Path]) -> Iterator[PersonSequence]:
+    """Every person of every sequence pickle, checked (sequences in name order)."""
+    if not files:
+        raise UserError("3DPW: no sequence files given")
+    for path in sorted(Path(p) for p in files):
+        require_file(path, "3DPW sequence")
+        data = load_sequence(path)
+        poses = check_shape(data["cam_poses"], (None, 4, 4), f"{path}: cam_poses")
+        K = check_shape(data["cam_intrinsics"], (3, 3), f"{path}: cam_intrinsics")
+        check_finite(poses, f"{path}: cam_poses")
+        check_finite(K, f"{path}: cam_intrinsics")
+        w, h = _image_size(data, K, path)
+        frames = len(poses)
+        people, valid = data["jointPositions"], data["campose_valid"]
+        if not isinstance(people, (list, tuple)) or not isinstance(valid, (list, tuple)) or len(people) != len(valid):
+            raise UserError(f"{path}: jointPositions and campose_valid must be lists with one entry per person")
+        name = str(data.get("sequence", path.stem))
+        for person, (joints, flags) in enumerate(zip(people, valid)):
+            where = f"{path}: jointPositions[{person}]"
+            joints = check_shape(joints, (frames, 72), where)
+            check_finite(joints, where)
+            flags = check_shape(flags, (frames,), f"{path}: campose_valid[{person}]") > 0
+            world = joints.reshape(-1, 24, 3)
+            R, t = poses[:, :3, :3], poses[:, :3, 3]
+            cam3d = smpl24_to_h36m17(np.einsum("tij,tkj->tki", R, world) + t[:, None])
+            if np.any(cam3d[flags][..., 2] <= 0):
+                raise UserError(f"{where}: joints behind the camera after cam_poses; is cam_poses world -> camera?")
+            depth = np.where(cam3d[..., 2:3] > 0, cam3d[..., 2:3], 1.0)  # unreliable frames: anything finite
+            px = cam3d[..., :2] / depth * np.array([K[0, 0], K[1, 1]]) + np.array([K[0, 2], K[1, 2]])
+            yield PersonSequence(name, person, px, cam3d, flags, (K[0, 0], K[1, 1], K[0, 2], K[1, 2]), (w, h))
+
+
 class PW3DDataset(Dataset):
     """All (sequence, person, frame) samples of the given pickles, every ``stride``-th frame."""
 
     def __init__(self, files: Sequence[str | Path], stride: int = 1, valid_only: bool = True) -> None:
         if int(stride) < 1:
             raise UserError(f"PW3DDataset: stride must be >= 1, got {stride}")
-        if not files:
-            raise UserError("PW3DDataset: no sequence files given")
         pose2d, pose3d, roots, cams, meta = [], [], [], [], []
         self.sequences: list[str] = []
-        for path in sorted(Path(p) for p in files):
-            require_file(path, "3DPW sequence")
-            data = load_sequence(path)
-            poses = check_shape(data["cam_poses"], (None, 4, 4), f"{path}: cam_poses")
-            K = check_shape(data["cam_intrinsics"], (3, 3), f"{path}: cam_intrinsics")
-            check_finite(poses, f"{path}: cam_poses")
-            check_finite(K, f"{path}: cam_intrinsics")
-            w, h = _image_size(data, K, path)
-            frames = len(poses)
-            people, valid = data["jointPositions"], data["campose_valid"]
-            if not isinstance(people, (list, tuple)) or not isinstance(valid, (list, tuple)) or len(people) != len(valid):
-                raise UserError(f"{path}: jointPositions and campose_valid must be lists with one entry per person")
-            sequence = len(self.sequences)
-            self.sequences.append(str(data.get("sequence", path.stem)))
-            camera = normalized_camera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], w, h)
-            for person, (joints, flags) in enumerate(zip(people, valid)):
-                where = f"{path}: jointPositions[{person}]"
-                joints = check_shape(joints, (frames, 72), where)
-                check_finite(joints, where)
-                flags = check_shape(flags, (frames,), f"{path}: campose_valid[{person}]")
-                keep = np.arange(0, frames, stride)
-                if valid_only:
-                    keep = keep[flags[keep] > 0]
-                if len(keep) == 0:
-                    continue
-                world = joints[keep].reshape(-1, 24, 3)
-                R, t = poses[keep, :3, :3], poses[keep, :3, 3]
-                cam3d = smpl24_to_h36m17(np.einsum("tij,tkj->tki", R, world) + t[:, None])
-                if np.any(cam3d[..., 2] <= 0):
-                    raise UserError(f"{where}: joints behind the camera after cam_poses; is cam_poses world -> camera?")
-                px = cam3d[..., :2] / cam3d[..., 2:3] * np.array([K[0, 0], K[1, 1]]) + np.array([K[0, 2], K[1, 2]])
-                pose2d.append(normalize_screen(px, w, h))
-                pose3d.append(cam3d - cam3d[:, :1])
-                roots.append(cam3d[:, 0])
-                cams.append(np.repeat(camera[None], len(keep), axis=0))
-                meta.append(np.stack([np.full(len(keep), sequence), np.full(len(keep), person), keep], axis=1))
+        for seq in person_sequences(files):
+            if not self.sequences or self.sequences[-1] != seq.sequence:
+                self.sequences.append(seq.sequence)
+            keep = np.arange(0, len(seq.valid), stride)
+            if valid_only:
+                keep = keep[seq.valid[keep]]
+            if len(keep) == 0:
+                continue
+            cam3d = seq.joints3d[keep]
+            pose2d.append(normalize_screen(seq.joints2d[keep], *seq.size))
+            pose3d.append(cam3d - cam3d[:, :1])
+            roots.append(cam3d[:, 0])
+            cams.append(np.repeat(normalized_camera(*seq.intrinsics, *seq.size)[None], len(keep), axis=0))
+            meta.append(np.stack([np.full(len(keep), len(self.sequences) - 1), np.full(len(keep), seq.person), keep], 1))
         if not meta:
             raise UserError(f"3DPW: no valid samples in {len(files)} sequence file(s)")
         self.pose2d = np.concatenate(pose2d).astype(np.float32)
