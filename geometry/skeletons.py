@@ -6,7 +6,9 @@ horizontal flip needs. Joint order matters: checkpoints and datasets depend on i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import numpy as np
 import torch
 
 
@@ -86,7 +88,31 @@ COCO17 = Skeleton(
     root=0,
 )
 
+# The SMPL body model's own 24-joint tree (``kintree_table``). Models and datasets speak H36M-17,
+# so this tree is left out of SKELETONS; SMPL joints reach them through smpl24_to_h36m17.
+SMPL24 = Skeleton(
+    name="smpl24",
+    joint_names=(
+        "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
+        "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+        "left_hand", "right_hand",
+    ),
+    parents=(-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21),
+    left=(1, 4, 7, 10, 13, 16, 18, 20, 22),
+    right=(2, 5, 8, 11, 14, 17, 19, 21, 23),
+    root=0,
+)
+
+# SMPL joint for each H36M-17 joint. Approximate counterparts: spine <- spine2 (mid back),
+# thorax <- neck (base of the neck), neck_nose <- head (centre of the head). The head top has
+# none: it is extrapolated as head + (head - neck), marked -1 here.
+SMPL24_TO_H36M17 = (0, 2, 5, 8, 1, 4, 7, 6, 12, 15, -1, 16, 18, 20, 17, 19, 21)
+_SMPL_NECK, _SMPL_HEAD, _H36M_HEAD_TOP = 12, 15, 10
+
 SKELETONS = {s.name: s for s in (H36M17, MPI_INF_3DHP17, COCO17)}
+
+_Array = TypeVar("_Array", np.ndarray, torch.Tensor)
 
 
 def get_skeleton(name: str) -> Skeleton:
@@ -94,6 +120,20 @@ def get_skeleton(name: str) -> Skeleton:
         return SKELETONS[name]
     except KeyError:
         raise ValueError(f"unknown skeleton {name!r}; known: {sorted(SKELETONS)}") from None
+
+
+def smpl24_to_h36m17(joints: _Array) -> _Array:
+    """(..., 24, 3) SMPL joints -> (..., 17, 3) H36M joints (head top extrapolated).
+
+    Takes numpy arrays (dataset readers) and torch tensors (the SMPL body model) alike, and builds
+    the result without writing in place, so gradients flow through it.
+    """
+    if joints.ndim < 2 or tuple(joints.shape[-2:]) != (SMPL24.num_joints, 3):
+        raise ValueError(f"smpl24_to_h36m17: expected joints of shape (..., 24, 3), got {tuple(joints.shape)}")
+    head, neck = joints[..., _SMPL_HEAD:_SMPL_HEAD + 1, :], joints[..., _SMPL_NECK:_SMPL_NECK + 1, :]
+    pieces = (joints[..., list(SMPL24_TO_H36M17[:_H36M_HEAD_TOP]), :], head + (head - neck),
+              joints[..., list(SMPL24_TO_H36M17[_H36M_HEAD_TOP + 1:]), :])
+    return torch.cat(pieces, -2) if isinstance(joints, torch.Tensor) else np.concatenate(pieces, -2)
 
 
 def flip_horizontal(pose: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:

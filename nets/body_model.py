@@ -108,6 +108,15 @@ _FACE = {"nose": (0.0, 0.02, 0.10), "left_eye": (0.035, 0.05, 0.085), "right_eye
 _COCO_FROM_H36M = {"left_shoulder": 11, "right_shoulder": 14, "left_elbow": 12, "right_elbow": 15,
                    "left_wrist": 13, "right_wrist": 16, "left_hip": 4, "right_hip": 1, "left_knee": 5,
                    "right_knee": 2, "left_ankle": 6, "right_ankle": 3}
+FACE_NAMES = tuple(name for name in COCO17.joint_names if name in _FACE)  # nose, eyes, ears: COCO order
+
+
+def coco_keypoints(joints: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """COCO-17 keypoints (..., 17, 3) from H36M-17 ``joints`` (..., 17, 3) and the face points
+    (..., 5, 3) in ``FACE_NAMES`` order: the body points are H36M joints, the face has its own."""
+    out = [face[..., FACE_NAMES.index(name), :] if name in _FACE else joints[..., _COCO_FROM_H36M[name], :]
+           for name in COCO17.joint_names]
+    return torch.stack(out, -2)
 
 
 def _axis_to(direction: np.ndarray) -> np.ndarray:
@@ -150,7 +159,9 @@ class BodyOutput:
     keypoints: torch.Tensor  # (..., 17, 3) COCO-17
     vertices: torch.Tensor  # (..., V, 3)
     part_centres: torch.Tensor  # (..., K, 3)
-    part_axes: torch.Tensor  # (..., K, 3, 3): columns = the ellipsoid's semi-axes (a surface point is c + A u, |u| = 1)
+    # (..., K, 3, 3): columns = the ellipsoid's semi-axes (a surface point is c + A u, |u| = 1); None for a
+    # mesh body (nets/smpl.py), whose parts are not ellipsoids
+    part_axes: Optional[torch.Tensor]
     rotations: torch.Tensor  # (..., 17, 3, 3) world rotation of every joint's frame
 
 
@@ -187,7 +198,7 @@ class ProceduralBody(nn.Module):
         self.register_buffer("faces", torch.tensor(np.concatenate([faces + k * n for k in range(NUM_PARTS)])),
                              persistent=False)
         self.register_buffer("vertex_parts", torch.arange(NUM_PARTS).repeat_interleave(n), persistent=False)
-        face = torch.tensor([_FACE[name] for name in COCO17.joint_names if name in _FACE])
+        face = torch.tensor([_FACE[name] for name in FACE_NAMES])
         self.register_buffer("face_points", face, persistent=False)
 
     # ---------------------------------------------------------------- shape
@@ -233,7 +244,7 @@ class ProceduralBody(nn.Module):
         face = joints_t[..., PARTS[head].joint, None, :] + torch.einsum(
             "...ij,fj->...fi", rot_t[..., PARTS[head].joint, :, :], self.face_points.to(dtype)) \
             * self.girths(betas)[2][..., None, None]
-        keypoints = self._coco(joints_t, face)
+        keypoints = coco_keypoints(joints_t, face)
         return BodyOutput(joints_t, keypoints, vertices.flatten(-3, -2), centres, axes, rot_t)
 
     def _parts(self, joints, rotations, offsets, betas) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,14 +260,6 @@ class ProceduralBody(nn.Module):
             radii = torch.stack((p.radii[0] * girth, half, p.radii[1] * girth), -1)
             axes.append(frame @ self.align[k].to(joints.dtype) * radii[..., None, :])
         return torch.stack(centres, -2), torch.stack(axes, -3)
-
-    @staticmethod
-    def _coco(joints: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
-        face_names = [n for n in COCO17.joint_names if n in _FACE]
-        out = []
-        for name in COCO17.joint_names:
-            out.append(face[..., face_names.index(name), :] if name in _FACE else joints[..., _COCO_FROM_H36M[name], :])
-        return torch.stack(out, -2)
 
     def joint_parts(self, margin: float = 1.2) -> tuple[tuple[int, ...], ...]:
         """For each joint, the parts whose surface may be what a camera sees at it: those the joint

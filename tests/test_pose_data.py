@@ -13,14 +13,14 @@ from scipy.spatial.transform import Rotation
 from datamodules.pose_lifting import PoseDataConfig, PoseDomainConfig, PoseLiftingDataModule
 from datamodules.readers.h36m import CAMERA_IDS, EXTRINSICS, INTRINSICS, H36M32_TO_17, H36MDataset
 from datamodules.readers.mpi_inf_3dhp import MPIInf3DHPDataset
-from datamodules.readers.pw3d import PW3D_EVAL_JOINTS, SMPL24_TO_H36M17, PW3DDataset
+from datamodules.readers.pw3d import PW3D_EVAL_JOINTS, PW3DDataset
 from datamodules.sampling import EpochSeededSampler
 from datamodules.synthetic.skeleton_poses import (BASE_BONE_LENGTHS, LAB, WILD, SyntheticPoseDataset,
                                                   SyntheticPoseDomain, bone_lengths, effective_angle_ranges,
                                                   standing_height)
 from framework.errors import UserError
 from geometry.camera import denormalize_screen, perspective_project
-from geometry.skeletons import MPI_INF_3DHP_TO_H36M, H36M17
+from geometry.skeletons import MPI_INF_3DHP_TO_H36M, SMPL24_TO_H36M17, H36M17
 
 
 def _stack(ds, n):

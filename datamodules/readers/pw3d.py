@@ -24,18 +24,9 @@ from datamodules.readers.common import (check_finite, check_shape, normalized_ca
                                         pose_item, require_dir, require_file)
 from framework.errors import UserError
 from geometry.camera import normalize_screen
+from geometry.skeletons import smpl24_to_h36m17
 
 SPLITS = ("train", "validation", "test")
-
-# SMPL joint for each H36M-17 joint. SMPL-24: 0 pelvis, 1 l_hip, 2 r_hip, 3 spine1, 4 l_knee,
-# 5 r_knee, 6 spine2, 7 l_ankle, 8 r_ankle, 9 spine3, 10 l_foot, 11 r_foot, 12 neck,
-# 13 l_collar, 14 r_collar, 15 head, 16 l_shoulder, 17 r_shoulder, 18 l_elbow, 19 r_elbow,
-# 20 l_wrist, 21 r_wrist, 22 l_hand, 23 r_hand.
-# Approximate counterparts: spine <- spine2 (mid back), thorax <- neck (base of the neck),
-# neck_nose <- head (centre of the head). The head top has none: it is extrapolated as
-# head + (head - neck), marked -1 here.
-SMPL24_TO_H36M17 = (0, 2, 5, 8, 1, 4, 7, 6, 12, 15, -1, 16, 18, 20, 17, 19, 21)
-_SMPL_NECK, _SMPL_HEAD = 12, 15
 
 # H36M-17 joints to score on 3DPW: the 14 with a direct SMPL counterpart other than the
 # root and the approximate spine: hips, knees, ankles, thorax, neck/nose, shoulders,
@@ -43,15 +34,6 @@ _SMPL_NECK, _SMPL_HEAD = 12, 15
 PW3D_EVAL_JOINTS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16)
 
 _REQUIRED_KEYS = ("jointPositions", "cam_poses", "cam_intrinsics", "campose_valid")
-
-
-def smpl24_to_h36m17(joints: np.ndarray) -> np.ndarray:
-    """(..., 24, 3) SMPL joints -> (..., 17, 3) H36M joints (head top extrapolated)."""
-    idx = np.array(SMPL24_TO_H36M17)
-    out = joints[..., np.where(idx < 0, 0, idx), :].copy()
-    head, neck = joints[..., _SMPL_HEAD, :], joints[..., _SMPL_NECK, :]
-    out[..., 10, :] = head + (head - neck)
-    return out
 
 
 def load_sequence(path: Path) -> dict:
