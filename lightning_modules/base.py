@@ -56,9 +56,15 @@ class MethodModule(pl.LightningModule, ABC):
         """Feed one test batch's outputs to the test metrics."""
         self.update_metrics(self.test_metrics, outputs, batch)
 
-    def log_metrics(self, metrics, stage: str) -> dict[str, torch.Tensor]:
-        """Compute (already synchronised across processes), log as ``stage/name`` and reset."""
-        values = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
+    def log_metrics(self, metrics, stage: str, updated_only: bool = False) -> dict[str, torch.Tensor]:
+        """Compute (already synchronised across processes), log as ``stage/name`` and reset.
+        ``updated_only``: only the metrics some process fed this epoch (a collection scoring
+        several kinds of data, of which a run sees one)."""
+        if updated_only:
+            names = [k for k, m in metrics.items() if self.any_rank(m.update_called)]
+            values = {f"{stage}/{k}": metrics[k].compute() for k in names}
+        else:
+            values = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
         self.log_dict(values, sync_dist=False)
         metrics.reset()
         return values

@@ -139,10 +139,7 @@ class BootstrapModule(RAFTModule, FlowPoseAgreement):
         if not self.any_rank(any(m.update_called for m in self.unsupervised_metrics.values())):
             return super().on_test_epoch_end()
         self.log_metrics(self.unsupervised_metrics, self.test_stage)
-        scored = {k: m for k, m in self.test_metrics.items() if self.any_rank(m.update_called)}
-        if scored:
-            self.log_metrics(MetricCollection(scored, compute_groups=False), self.test_stage)
-        self.test_metrics.reset()
+        self.log_metrics(self.test_metrics, self.test_stage, updated_only=True)
 
     # --------------------------------------------------------------- the poses
     @staticmethod

@@ -209,7 +209,7 @@ class ProceduralBody(nn.Module):
 
     def girths(self, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(..., 8) -> limb and torso girth factors (...,), and the overall size factor (...,)."""
-        b = betas.to(self.rest_offsets.dtype)
+        b = betas if betas.is_floating_point() else betas.to(self.rest_offsets.dtype)  # keep the caller's precision
         size = torch.exp(_HEIGHT_STD * b[..., 0])
         return size * torch.exp(_GIRTH_STD * b[..., 6]), size * torch.exp(_GIRTH_STD * b[..., 7]), size
 

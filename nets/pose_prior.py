@@ -142,11 +142,13 @@ class NormalizingFlowPrior(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("spread", torch.ones(dim))
+        self.register_buffer("normalised", torch.tensor(False))  # saved: a resumed run keeps its statistics
 
     def set_normalisation(self, poses: torch.Tensor) -> None:
         x = flat_pose(poses, self.joints, self.rep).reshape(-1, self.dim).to(self.mean)
         self.mean.copy_(x.mean(0))
         self.spread.copy_(x.std(0).clamp_min(1e-3))
+        self.normalised.fill_(True)
 
     def forward(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """theta (..., J, R) -> z (..., D) and log|det dz/dtheta| (...,)."""

@@ -37,6 +37,13 @@ BOOTSTRAP_TINY = ("data.train_videos=2", "data.val_videos=1", "data.test_videos=
                   "model.test_iters=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
                   "logger.kinds=[csv]", "adaptation.flow.epochs=1", "adaptation.pose.stages.0.iterations=5")
 PIPS_QUICK = str(ROOT / "configs/pips/quick.yaml")
+PRIOR_QUICK = str(ROOT / "configs/nfprior/prior_quick.yaml")
+# a two-step flow on a few motions, two 64x64 crops fitted in a few steps
+PRIOR_TINY = ("model.steps=2", "model.hidden=16", "data.source.sequences=20", "data.source.frames=10",
+              "data.target.videos=1", "data.target.crops_per_video=2", "data.target.size=64",
+              "data.target.people.width=96", "data.target.people.height=96", "data.target.people.frames=4",
+              "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "logger.kinds=[csv]",
+              "adaptation.stages.0.iterations=5", "adaptation.stages.1.iterations=10")
 PIPS_SMALL_DOMAIN = {"height": 64, "width": 64, "frames": 10, "num_points": 6}
 # a narrow PIPs on 64x64 ten-frame videos: seconds per command
 PIPS_TINY = ("model.mixer_dim=32", "model.mixer_depth=2", "model.iters=2", "model.test_iters=2",

@@ -14,15 +14,17 @@ import torch
 from framework.config import load_config
 from framework.methods import build_module, get_method, known_methods, schema_for
 from lightning_modules.base import MethodModule
-from tests.commands import BOOTSTRAP_TINY, PIPS_TINY, RAFT_TINY, ROOT, TINY
+from tests.commands import BOOTSTRAP_TINY, PIPS_TINY, PRIOR_QUICK, PRIOR_TINY, RAFT_TINY, ROOT, TINY
 
-TINY_BY_METHOD = {"iso": TINY, "raft": RAFT_TINY, "pips": PIPS_TINY, "bootstrap": BOOTSTRAP_TINY}
+TINY_BY_METHOD = {"iso": TINY, "raft": RAFT_TINY, "pips": PIPS_TINY, "bootstrap": BOOTSTRAP_TINY,
+                  "pose_prior": PRIOR_TINY}
+QUICK_BY_METHOD = {"pose_prior": PRIOR_QUICK}  # the methods whose quick config is not configs/<method>/quick.yaml
 TEST_ONLY_KEYS = ("trainer.", "logger.")  # the tests build their own trainers
 
 
 def contract_config(name: str, tmp_path: Path):
-    quick = ROOT / "configs" / name / "quick.yaml"
-    assert quick.is_file(), f"method '{name}' has no configs/{name}/quick.yaml"
+    quick = Path(QUICK_BY_METHOD.get(name, ROOT / "configs" / name / "quick.yaml"))
+    assert quick.is_file(), f"method '{name}' has no quick config ({quick})"
     tiny = [o for o in TINY_BY_METHOD.get(name, ()) if not o.startswith(TEST_ONLY_KEYS)]
     return load_config([str(quick)], [*tiny, f"output_dir={tmp_path}", "pictures.enabled=false"], schema_for)
 

@@ -1,0 +1,197 @@
+"""Fitting a body to an image's 2D evidence under a pose prior (Zanfir et al. 2020, eq. 5, 6, 11):
+the test-time optimisation of the NF-prior methods, shared by the prior alone (Table 1's
+experiment) and by the regressor (its predictions as the start).
+
+Variables of each instance: ``pose`` (the flow's latent z (D,) in latent space, the rotations
+theta (J, R) in ambient space), ``betas``, ``orient`` (angle-axis, camera frame) and ``transl``
+(the pelvis, camera frame, metres). Terms, each (B,):
+
+- ``keypoints``: L_KA, the confidence-weighted mean squared distance (px^2) between the body's
+  projected COCO keypoints and the image's (``keypoints`` + ``keypoint_visible``);
+- ``parts`` (``fit.part_alignment``): L_BA, both terms of eq. 7 between the projected vertices
+  of each part and that part's mask pixels (``part_mask``: 0 background, k + 1 for part k), mean px;
+- ``prior``: |z|^2 / 2 in latent space (the constant of -log N dropped), -log p(theta) in ambient;
+- ``shape``: |beta|^2.
+
+The camera is the batch's pinhole ``camera`` (fx, fy, cx, cy); the first translation comes from a
+weak-perspective fit of the starting body's keypoints to the 2D ones, as the paper estimates it.
+Starts: the body upright and turned to ``fit.starts`` headings about the camera's vertical axis
+(four: facing the camera, its right, away, its left), the per-instance best kept by the callback.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torchmetrics import MetricCollection
+
+from framework.checks import OneOf, at_least, check
+from framework.errors import UserError
+from geometry.camera import fit_weak_perspective, perspective_project
+from geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rotation_6d, rotation_x, rotation_y
+from lightning_modules.capabilities import OutputOptimisation
+from lightning_modules.nfprior_losses import keypoint_alignment, part_alignment
+from metrics.people import JointError2D
+from metrics.pose3d import MPJPE, PAMPJPE
+from nets.pose_prior import NormalizingFlowPrior
+
+SPACES = ("latent", "ambient")
+KEYPOINT_WEIGHTS = ("visible", "all")
+
+
+@dataclass
+class FitConfig:
+    space: str = "latent"  # latent | ambient (the flow priors; the GMM and no prior are ambient)
+    starts: int = 4  # headings tried per instance, evenly spread over the full turn
+    keypoints: str = "visible"  # visible: the keypoints the data says are seen; all: every one inside the image
+    part_alignment: bool = False  # add the L_BA term against the part masks
+    chunk: int = 4096  # mask pixels compared at once in L_BA (memory bound)
+
+
+def validate_fit_config(c: FitConfig, key: str = "model.fit") -> None:
+    check(c, key, space=OneOf(SPACES), starts=at_least(1), keypoints=OneOf(KEYPOINT_WEIGHTS), chunk=at_least(1))
+
+
+def to_representation(pose_aa: torch.Tensor, rep: int) -> torch.Tensor:
+    """(..., J, 3) angle-axis -> the prior's representation (3: itself, 6: 6D)."""
+    return pose_aa if rep == 3 else matrix_to_rotation_6d(axis_angle_to_matrix(pose_aa))
+
+
+def upright_orientations(starts: int, dtype=torch.float32) -> torch.Tensor:
+    """(starts, 3) angle-axis: the body's y-up, z-facing frame turned into the camera's (y down,
+    z forward) facing the camera, then about the vertical by k * 360 / starts degrees."""
+    facing = rotation_x(torch.tensor(math.pi, dtype=torch.float64))
+    turns = torch.stack([rotation_y(torch.tensor(2 * math.pi * k / starts, dtype=torch.float64)) @ facing
+                         for k in range(starts)])
+    return matrix_to_axis_angle(turns).to(dtype)
+
+
+def fit_metric_collection() -> MetricCollection:
+    return MetricCollection({"mpjpe": MPJPE(), "pa_mpjpe": PAMPJPE(), "mpvpe": MPJPE(), "joints2d_error": JointError2D()},
+                            compute_groups=False)
+
+
+class BodyFitting(OutputOptimisation):
+    """The fitting terms over ``self.body`` (a body model), ``self.prior`` (a pose prior) and
+    ``self.fit_cfg``; ``self.prior_rep`` is 3 or 6."""
+
+    body: torch.nn.Module
+    prior: torch.nn.Module
+    fit_cfg: FitConfig
+    prior_rep: int
+
+    # ---------------------------------------------------------------- variables
+    def latent(self) -> bool:
+        return self.fit_cfg.space == "latent" and isinstance(self.prior, NormalizingFlowPrior)
+
+    def pose_of(self, variables: dict) -> torch.Tensor:
+        """The body's rotations (B, J, R) the variables stand for."""
+        return self.prior.inverse(variables["pose"]) if self.latent() else variables["pose"]
+
+    def start_pose(self, rows: int, like: torch.Tensor) -> torch.Tensor:
+        """Zero, in the space optimised: the latent code of the flow's mode region, or the rest pose."""
+        joints = len(self.body.pose_joints)
+        if self.latent():
+            return like.new_zeros(rows, self.prior.dim)
+        rest = like.new_zeros(rows, joints, 3)
+        return to_representation(rest, self.prior_rep)
+
+    def check_fit_batch(self, batch: dict) -> None:
+        for key in ("keypoints", "camera"):
+            if key not in batch:
+                raise UserError(f"body fitting needs '{key}' in the batch (crops with 2D keypoints and a camera), "
+                                f"found {', '.join(sorted(batch))}")
+        if self.fit_cfg.part_alignment and "part_mask" not in batch:
+            raise UserError("model.fit.part_alignment=true needs 'part_mask' in the batch; the data has no part masks")
+
+    def placed(self, pose: torch.Tensor, betas: torch.Tensor, orient: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Translations (B, 3) putting the body's keypoints over the 2D ones (weak perspective)."""
+        body = self.body(pose, betas, orient, torch.zeros_like(orient))
+        keypoints, camera = body.keypoints.float(), batch["camera"].float()
+        scale_shift = fit_weak_perspective(keypoints, batch["keypoints"].float(), self.keypoint_weights(batch))
+        focal = camera[:, :2].mean(-1)
+        depth = focal / scale_shift[:, 0].clamp_min(1e-6)
+        xy = (scale_shift[:, 1:] - camera[:, 2:]) * depth[:, None] / camera[:, :2]
+        return torch.cat([xy, depth[:, None]], -1)
+
+    def initial_variables(self, batch: dict) -> list[dict[str, torch.Tensor]]:
+        self.check_fit_batch(batch)
+        rows, like = batch["keypoints"].shape[0], batch["keypoints"].float()
+        pose = self.start_pose(rows, like)
+        betas = like.new_zeros(rows, self.body.num_betas)
+        starts = []
+        with torch.no_grad():
+            for orient in upright_orientations(self.fit_cfg.starts).to(like):
+                orient = orient.expand(rows, 3).clone()
+                transl = self.placed(self.pose_of({"pose": pose}), betas, orient, batch)
+                starts.append({"pose": pose.clone(), "betas": betas.clone(), "orient": orient, "transl": transl})
+        return starts
+
+    # ---------------------------------------------------------------- terms
+    def keypoint_weights(self, batch: dict) -> torch.Tensor:
+        if self.fit_cfg.keypoints == "visible" and "keypoint_visible" in batch:
+            return batch["keypoint_visible"].float()
+        kp = batch["keypoints"]
+        if "image" not in batch:  # no picture to be outside of
+            return torch.ones_like(kp[..., 0])
+        h, w = batch["image"].shape[-2:]
+        inside = (kp[..., 0] >= 0) & (kp[..., 0] <= w - 1) & (kp[..., 1] >= 0) & (kp[..., 1] <= h - 1)
+        return inside.float()
+
+    def posed(self, variables: dict):
+        return self.body(self.pose_of(variables), variables["betas"], variables["orient"], variables["transl"])
+
+    @staticmethod
+    def project(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        camera = camera.to(points)
+        return perspective_project(points, camera[:, :2], camera[:, 2:])
+
+    def variable_losses(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
+        body = self.posed(variables)
+        camera = batch["camera"].float()
+        terms = {"keypoints": keypoint_alignment(self.project(body.keypoints.float(), camera),
+                                                 batch["keypoints"].float(), self.keypoint_weights(batch))}
+        if self.fit_cfg.part_alignment:
+            terms["parts"] = part_alignment(self.project(body.vertices.float(), camera), self.body.vertex_parts,
+                                            batch["part_mask"] - 1, chunk=self.fit_cfg.chunk,
+                                            num_parts=len(self.body.part_names))
+        if self.latent():
+            terms["prior"] = 0.5 * (variables["pose"] ** 2).sum(-1)
+        else:
+            terms["prior"] = self.prior.nll(variables["pose"])
+        terms["shape"] = (variables["betas"] ** 2).sum(-1)
+        return terms
+
+    def variable_outputs(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
+        body = self.posed(variables)
+        return {"joints3d": body.joints.float(), "vertices": body.vertices.float(),
+                "joints2d": self.project(body.joints.float(), batch["camera"].float()),
+                "keypoints2d": self.project(body.keypoints.float(), batch["camera"].float()),
+                "pose": self.pose_of(variables).float(), "betas": variables["betas"].float(),
+                "orient": variables["orient"].float(), "transl": variables["transl"].float()}
+
+    def fitted_start(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The outputs of the first start, unoptimised: what fitting begins from."""
+        return self.variable_outputs(self.initial_variables(batch)[0], batch)
+
+    # ---------------------------------------------------------------- scores
+    def true_vertices(self, batch: dict) -> Optional[torch.Tensor]:
+        """The ground-truth surface where the data carries the body's parameters in this body's layout."""
+        keys = ("pose", "betas", "global_orient", "transl")
+        if not all(k in batch for k in keys) or batch["pose"].shape[-2] != len(self.body.pose_joints) \
+                or batch["betas"].shape[-1] != self.body.num_betas:
+            return None
+        return self.body(*(batch[k].float() for k in keys)).vertices.float()
+
+    def update_fit_metrics(self, metrics, outputs: dict, batch: dict) -> None:
+        index = batch["index"]
+        mine, truth = outputs["joints3d"], batch["joints3d"].float()
+        root, true_root = mine[:, :1], truth[:, :1]
+        metrics["mpjpe"].update(mine - root, truth - true_root, index)
+        metrics["pa_mpjpe"].update(mine - root, truth - true_root, index)
+        metrics["joints2d_error"].update(outputs["joints2d"], batch["joints2d"].float(), index)
+        vertices = self.true_vertices(batch)
+        if vertices is not None:
+            metrics["mpvpe"].update(outputs["vertices"] - root, vertices - true_root, index)
