@@ -48,10 +48,12 @@ class FitConfig:
     keypoints: str = "visible"  # visible: the keypoints the data says are seen; all: every one inside the image
     part_alignment: bool = False  # add the L_BA term against the part masks
     chunk: int = 4096  # mask pixels compared at once in L_BA (memory bound)
+    part_stride: int = 1  # L_BA on every part_stride-th mask pixel in each direction (a mean: same scale, less work)
 
 
 def validate_fit_config(c: FitConfig, key: str = "model.fit") -> None:
-    check(c, key, space=OneOf(SPACES), starts=at_least(1), keypoints=OneOf(KEYPOINT_WEIGHTS), chunk=at_least(1))
+    check(c, key, space=OneOf(SPACES), starts=at_least(1), keypoints=OneOf(KEYPOINT_WEIGHTS), chunk=at_least(1),
+          part_stride=at_least(1))
 
 
 def to_representation(pose_aa: torch.Tensor, rep: int) -> torch.Tensor:
@@ -154,9 +156,11 @@ class BodyFitting(OutputOptimisation):
         terms = {"keypoints": keypoint_alignment(self.project(body.keypoints.float(), camera),
                                                  batch["keypoints"].float(), self.keypoint_weights(batch))}
         if self.fit_cfg.part_alignment:
-            terms["parts"] = part_alignment(self.project(body.vertices.float(), camera), self.body.vertex_parts,
-                                            batch["part_mask"] - 1, chunk=self.fit_cfg.chunk,
-                                            num_parts=len(self.body.part_names))
+            k = self.fit_cfg.part_stride
+            # the mask's pixel (row i, column j) sits at (j, i); every k-th of them at (k j, k i)
+            terms["parts"] = part_alignment(self.project(body.vertices.float(), camera) / k, self.body.vertex_parts,
+                                            batch["part_mask"][..., ::k, ::k] - 1, chunk=self.fit_cfg.chunk,
+                                            num_parts=len(self.body.part_names)) * k
         if self.latent():
             terms["prior"] = 0.5 * (variables["pose"] ** 2).sum(-1)
         else:

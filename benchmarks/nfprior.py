@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""The NF-prior paper's Table 1 as an experiment on the synthetic people world.
+
+``table1``: for every seed, learn the priors of ``benchmarks/nfprior.yaml`` on that seed's pose
+collection (the people world's motions of every action: the mocap corpus) with train.py: a
+Real-NVP flow on angle-axis and on 6D rotations, and the GMM of SMPLify (8 modes, EM). Then fit
+bodies to the street crops of that seed from their ground-truth 2D keypoints (all keypoints inside
+the crop, as the paper's ground-truth 2D joints), from zero with four headings, best start kept,
+and score MPJPE (root-relative) and MPVPE (pelvis-relative) in mm:
+GMM vs NF ambient vs NF latent, angle-axis vs 6D, keypoints alone (KA) and with the part masks
+(KA + BA), and two controls: no prior, and an untrained flow (a random bijection with the data's
+normalisation) in latent space. KA rows use every crop of the seed; every row with BA and its
+KA twin (``*_sub``) use the first ``--ba-crops`` (L_BA costs about ten times KA per step).
+
+Targets: NF latent (angle-axis, KA) at least 30 % lower MPJPE than the GMM (the paper: 7.9 -> 5.0
+cm), latent below ambient, KA + BA below KA. Also the priors' parameter counts and the L-BFGS
+seconds per instance (prior.yaml's schedule). Results: benchmarks/results/nfprior_table1.{json,md}.
+
+    python benchmarks/nfprior.py table1 --jobs 2
+    python benchmarks/nfprior.py table1 --seeds 0 --crops 40 --ba-crops 20 --variants nf_latent_aa_ka gmm_ka
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import spread, train_run  # noqa: E402
+from framework.io import write_json, write_text  # noqa: E402
+
+CONFIGS = [str(ROOT / "configs/nfprior/prior.yaml"), str(ROOT / "benchmarks/nfprior.yaml")]
+PRIORS = {"nf_aa": ["model.kind=realnvp", "model.representation=aa"],
+          "nf_6d": ["model.kind=realnvp", "model.representation=6d"],
+          "gmm_aa": ["model.kind=gmm", "model.representation=aa", "trainer.max_epochs=1"]}
+# variant -> (prior, fitting overrides, subset of crops)
+VARIANTS = {
+    "gmm_ka": ("gmm_aa", ["model.fit.space=ambient"], False),
+    "nf_ambient_aa_ka": ("nf_aa", ["model.fit.space=ambient"], False),
+    "nf_latent_aa_ka": ("nf_aa", [], False),
+    "nf_ambient_6d_ka": ("nf_6d", ["model.fit.space=ambient"], False),
+    "nf_latent_6d_ka": ("nf_6d", [], False),
+    "none_ka": ("none", ["model.kind=none", "model.fit.space=ambient"], False),
+    "untrained_latent_aa_ka": ("untrained", PRIORS["nf_aa"], False),
+    "gmm_ka_sub": ("gmm_aa", ["model.fit.space=ambient"], True),
+    "gmm_ka_ba": ("gmm_aa", ["model.fit.space=ambient", "model.fit.part_alignment=true"], True),
+    "nf_ambient_aa_ka_sub": ("nf_aa", ["model.fit.space=ambient"], True),
+    "nf_ambient_aa_ka_ba": ("nf_aa", ["model.fit.space=ambient", "model.fit.part_alignment=true"], True),
+    "nf_latent_aa_ka_sub": ("nf_aa", [], True),
+    "nf_latent_aa_ka_ba": ("nf_aa", ["model.fit.part_alignment=true"], True),
+}
+METRICS = ("mpjpe", "mpvpe", "pa_mpjpe", "joints2d_error")
+
+
+def evaluate(seed: int, ckpt: Optional[str], overrides: list[str], crops: int, lbfgs: bool = False) -> dict:
+    """Fit the first ``crops`` street crops of ``seed`` with the prior of ``ckpt`` (None: an untrained
+    flow): the test metrics after fitting, the seconds, and the prior's parameter count."""
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import Subset
+
+    from framework.config import load_config, to_plain
+    from framework.methods import get_method, load_module, schema_for
+    from nets.pose_prior import parameter_count
+
+    cfg = load_config(CONFIGS, [f"data.seed={seed}", f"seed={seed}"] + overrides
+                      + ([] if not lbfgs else ["adaptation.optimizer=lbfgs", "adaptation.lr=1.0"]), schema_for)
+    spec = get_method("pose_prior")
+    datamodule = spec.datamodule(cfg, "target")
+    pl.seed_everything(seed, verbose=False)
+    if ckpt is None:  # no prior, or an untrained flow given the data's normalisation
+        module = spec.module(method="pose_prior", model=to_plain(cfg.model))
+        if hasattr(module.prior, "set_normalisation"):
+            source = spec.datamodule(cfg, "source").domain_dataset("source", "train")
+            module.prior.set_normalisation(module.poses({"pose": source.pose}))
+    else:
+        module = load_module(spec, cfg, Path(ckpt))
+    data = datamodule.domain_dataset("target", "test")
+    subset = Subset(data, range(min(crops, len(data))))
+    loader = torch.utils.data.DataLoader(subset, batch_size=cfg.data.test_batch_size)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[spec.adaptation(cfg)])
+    start = time.perf_counter()
+    metrics = trainer.test(module, dataloaders=loader, verbose=False)[0]
+    seconds = time.perf_counter() - start
+    return {"metrics": {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}, "seconds": seconds,
+            "instances": len(subset), "parameters": parameter_count(module.prior) if parameter_count(module.prior)
+            else sum(b.numel() for b in module.prior.buffers())}  # a GMM's numbers are fitted, not trained
+
+
+def train_priors(args, seed: int) -> dict[str, str]:
+    work = Path(args.work)
+    return {name: str(train_run(CONFIGS, f"prior_{name}_s{seed}", work,
+                                [f"seed={seed}", f"data.seed={seed}", *extra, *args.overrides], args.reuse))
+            for name, extra in PRIORS.items()}
+
+
+def change(runs: dict, variant: str, base: str, key: str = "mpjpe") -> list[float]:
+    return [100 * (a["metrics"][key] / b["metrics"][key] - 1) for a, b in zip(runs[variant], runs[base])]
+
+
+def table1(args: argparse.Namespace) -> None:
+    import torch
+
+    priors = {seed: train_priors(args, seed) for seed in args.seeds}
+    jobs = [(seed, v) for seed in args.seeds for v in args.variants]
+    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {}
+        for seed, v in jobs:
+            prior, extra, sub = VARIANTS[v]
+            ckpt = priors[seed].get(prior)  # None: no prior, or the untrained control
+            extra = [o for o in PRIORS.get(prior, []) if o.startswith("model.")] + extra
+            futures[(seed, v)] = pool.submit(evaluate, seed, ckpt, extra + args.overrides,
+                                             args.ba_crops if sub else args.crops)
+        timing = pool.submit(evaluate, args.seeds[0], priors[args.seeds[0]]["nf_aa"], PRIORS["nf_aa"] + args.overrides,
+                             3, True)
+        for seed, v in jobs:
+            r = futures[(seed, v)].result()
+            m = r["metrics"]
+            print(f"seed {seed} {v:>24}: MPJPE {m['mpjpe']:.1f} MPVPE {m['mpvpe']:.1f} mm, {r['seconds']:.0f} s",
+                  flush=True)
+            runs[v].append(r)
+        lbfgs = timing.result()
+    summary = {v: {k: spread([r["metrics"][k] for r in rs]) for k in METRICS} for v, rs in runs.items() if rs}
+    checks = {}
+    pairs = {"nf_latent_vs_gmm (target <= -30 %)": ("nf_latent_aa_ka", "gmm_ka", -30.0),
+             "latent_vs_ambient_aa (target < 0)": ("nf_latent_aa_ka", "nf_ambient_aa_ka", 0.0),
+             "latent_vs_ambient_6d (target < 0)": ("nf_latent_6d_ka", "nf_ambient_6d_ka", 0.0),
+             "ka_ba_vs_ka_latent (target < 0)": ("nf_latent_aa_ka_ba", "nf_latent_aa_ka_sub", 0.0),
+             "ka_ba_vs_ka_ambient (target < 0)": ("nf_ambient_aa_ka_ba", "nf_ambient_aa_ka_sub", 0.0),
+             "ka_ba_vs_ka_gmm (target < 0)": ("gmm_ka_ba", "gmm_ka_sub", 0.0)}
+    for name, (a, b, target) in pairs.items():
+        if runs.get(a) and runs.get(b):
+            values = change(runs, a, b)
+            checks[name] = {**spread(values), "met": all(x < target for x in values)}
+    result = {"seeds": args.seeds, "crops": args.crops, "ba_crops": args.ba_crops, "overrides": args.overrides,
+              "summary": summary, "checks": checks,
+              "prior_parameters": {name: runs[v][0]["parameters"] for name, v in
+                                   (("nf (Real-NVP)", "nf_latent_aa_ka"), ("gmm", "gmm_ka")) if runs.get(v)},
+              "lbfgs_seconds_per_instance": lbfgs["seconds"] / lbfgs["instances"],
+              "seconds": {v: spread([r["seconds"] / r["instances"] for r in rs]) for v, rs in runs.items() if rs},
+              "runs": runs}
+    out = ROOT / "benchmarks/results"
+    write_json(out / "nfprior_table1.json", result)
+    write_text(out / "nfprior_table1.md", markdown(result))
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# NF prior, Table 1 on the synthetic street crops ({len(result['seeds'])} seeds, "
+             f"{result['crops']} crops per seed, {result['ba_crops']} for the KA+BA rows and their KA twins)", "",
+             "| fitting | MPJPE (mm) | MPVPE (mm) | PA-MPJPE (mm) | 2D error (px) | s / crop |", "|---|---|---|---|---|---|"]
+    for v, s in result["summary"].items():
+        cell = lambda k: f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}"  # noqa: E731
+        lines.append(f"| {v} | {cell('mpjpe')} | {cell('mpvpe')} | {cell('pa_mpjpe')} | {cell('joints2d_error')} | "
+                     f"{result['seconds'][v]['mean']:.2f} |")
+    lines += ["", "| check | MPJPE change (%) | met |", "|---|---|---|"]
+    for name, c in result["checks"].items():
+        lines.append(f"| {name} | {c['mean']:+.1f} ± {c['std']:.1f} | {'yes' if c['met'] else 'no'} |")
+    lines += ["", f"Prior parameters (the GMM: its fitted numbers): {result['prior_parameters']}; L-BFGS (prior.yaml schedule): "
+              f"{result['lbfgs_seconds_per_instance']:.1f} s per crop (one CPU thread)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("table1", help="priors x spaces x representations x losses")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    t.add_argument("--crops", type=int, default=500)
+    t.add_argument("--ba-crops", type=int, default=100)
+    t.add_argument("--work", default=str(ROOT / "outputs/benchmarks/nfprior"))
+    t.add_argument("--reuse", action="store_true", help="reuse priors a previous run trained in --work")
+    t.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    t.add_argument("--jobs", type=int, default=1)
+    t.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    table1(args)
+
+
+if __name__ == "__main__":
+    main()
