@@ -38,6 +38,7 @@ from metrics.pose3d import MPJPE, PAMPJPE
 from nets.pose_prior import NormalizingFlowPrior
 
 SPACES = ("latent", "ambient")
+MAX_DEPTH = 100.0  # metres: the farthest a fitted body is placed
 KEYPOINT_WEIGHTS = ("visible", "all")
 
 
@@ -68,6 +69,18 @@ def upright_orientations(starts: int, dtype=torch.float32) -> torch.Tensor:
     turns = torch.stack([rotation_y(torch.tensor(2 * math.pi * k / starts, dtype=torch.float64)) @ facing
                          for k in range(starts)])
     return matrix_to_axis_angle(turns).to(dtype)
+
+
+def translation_for(points3d: torch.Tensor, points2d: torch.Tensor, weights: torch.Tensor,
+                    camera: torch.Tensor) -> torch.Tensor:
+    """The translation (B, 3) that puts (B, J, 3) body points (at the origin) over (B, J, 2) pixels
+    under the pinhole ``camera`` (fx, fy, cx, cy): a weak-perspective fit x = s X + t, then depth
+    f / s and the offset (t - c) depth / f, the paper's approximation for this one step."""
+    scale_shift = fit_weak_perspective(points3d, points2d, weights)
+    focal = camera[:, :2].mean(-1)
+    depth = focal / torch.maximum(scale_shift[:, 0], focal / MAX_DEPTH)  # keypoints in a heap: far, not at infinity
+    xy = (scale_shift[:, 1:] - camera[:, 2:]) * depth[:, None] / camera[:, :2]
+    return torch.cat([xy, depth[:, None]], -1)
 
 
 def fit_metric_collection() -> MetricCollection:
@@ -111,12 +124,8 @@ class BodyFitting(OutputOptimisation):
     def placed(self, pose: torch.Tensor, betas: torch.Tensor, orient: torch.Tensor, batch: dict) -> torch.Tensor:
         """Translations (B, 3) putting the body's keypoints over the 2D ones (weak perspective)."""
         body = self.body(pose, betas, orient, torch.zeros_like(orient))
-        keypoints, camera = body.keypoints.float(), batch["camera"].float()
-        scale_shift = fit_weak_perspective(keypoints, batch["keypoints"].float(), self.keypoint_weights(batch))
-        focal = camera[:, :2].mean(-1)
-        depth = focal / scale_shift[:, 0].clamp_min(1e-6)
-        xy = (scale_shift[:, 1:] - camera[:, 2:]) * depth[:, None] / camera[:, :2]
-        return torch.cat([xy, depth[:, None]], -1)
+        return translation_for(body.keypoints.float(), batch["keypoints"].float(), self.keypoint_weights(batch),
+                               batch["camera"].float())
 
     def initial_variables(self, batch: dict) -> list[dict[str, torch.Tensor]]:
         self.check_fit_batch(batch)

@@ -38,6 +38,15 @@ BOOTSTRAP_TINY = ("data.train_videos=2", "data.val_videos=1", "data.test_videos=
                   "logger.kinds=[csv]", "adaptation.flow.epochs=1", "adaptation.pose.stages.0.iterations=5")
 PIPS_QUICK = str(ROOT / "configs/pips/quick.yaml")
 PRIOR_QUICK = str(ROOT / "configs/nfprior/prior_quick.yaml")
+NFPRIOR_QUICK = str(ROOT / "configs/nfprior/quick.yaml")
+# a narrow two-stage regressor on a few 64x64 crops, without a prior (tests that need one train it first)
+NFPRIOR_TINY = ("model.prior_checkpoint=null", "model.output=ambient", "model.width=8", "model.convs=1",
+                "model.stages=2", "model.backbone=8", "data.train_videos=2", "data.val_videos=1", "data.test_videos=1",
+                "data.source.crops_per_video=2", "data.target.crops_per_video=2", "data.batch_size=4",
+                *(f"data.{d}.people.{k}={v}" for d in ("source", "target") for k, v in
+                  (("width", 96), ("height", 96), ("frames", 4))),
+                "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kinds=[csv]",
+                "adaptation.stages.0.iterations=5")
 # a two-step flow on a few motions, two 64x64 crops fitted in a few steps
 PRIOR_TINY = ("model.steps=2", "model.hidden=16", "data.source.sequences=20", "data.source.frames=10",
               "data.target.videos=1", "data.target.crops_per_video=2", "data.target.size=64",

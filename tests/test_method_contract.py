@@ -14,10 +14,10 @@ import torch
 from framework.config import load_config
 from framework.methods import build_module, get_method, known_methods, schema_for
 from lightning_modules.base import MethodModule
-from tests.commands import BOOTSTRAP_TINY, PIPS_TINY, PRIOR_QUICK, PRIOR_TINY, RAFT_TINY, ROOT, TINY
+from tests.commands import BOOTSTRAP_TINY, NFPRIOR_TINY, PIPS_TINY, PRIOR_QUICK, PRIOR_TINY, RAFT_TINY, ROOT, TINY
 
 TINY_BY_METHOD = {"iso": TINY, "raft": RAFT_TINY, "pips": PIPS_TINY, "bootstrap": BOOTSTRAP_TINY,
-                  "pose_prior": PRIOR_TINY}
+                  "pose_prior": PRIOR_TINY, "nfprior": NFPRIOR_TINY}
 QUICK_BY_METHOD = {"pose_prior": PRIOR_QUICK}  # the methods whose quick config is not configs/<method>/quick.yaml
 TEST_ONLY_KEYS = ("trainer.", "logger.")  # the tests build their own trainers
 
