@@ -125,6 +125,7 @@ class PosePriorModule(MethodModule, BodyFitting):
 @register("pose_prior")
 def method() -> MethodSpec:
     from callbacks.output_optimisation import OptimiseConfig, PerInstanceOptimisation
+    from callbacks.prior_pictures import PriorPictures
     from datamodules.pose_priors import PosePriorDataModule, PriorDataConfig
 
     return MethodSpec(
@@ -134,4 +135,5 @@ def method() -> MethodSpec:
         module=PosePriorModule,
         datamodule=lambda cfg, domain: PosePriorDataModule(cfg.data, test_domain=domain),
         adaptation=lambda cfg: PerInstanceOptimisation(to_plain(cfg.adaptation)),
+        pictures=lambda cfg: PriorPictures(cfg.pictures.num_samples, cfg.pictures.size, seed=cfg.seed),
     )

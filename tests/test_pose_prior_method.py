@@ -146,3 +146,13 @@ def test_train_learns_the_prior_and_adapt_fits_the_crops(tmp_path):
     assert after["joints2d_error"] < before["joints2d_error"]  # the fit moves the body onto the keypoints
     assert rep["adaptation"]["summary"]["problems"] == 2 and set(rep["adaptation"]["summary"]["start_wins"]) <= set("0123")
     assert np.isfinite(after["mpjpe"])
+
+
+def test_prior_pictures_draw_samples_and_a_latent_walk():
+    from callbacks.prior_pictures import PriorPictures
+    module = untrained()
+    strips = PriorPictures(num_samples=3, size=128, steps=5).draw(module)
+    assert [s.shape for s in strips] == [(64, 3 * 64, 3), (64, 5 * 64, 3)]
+    assert all((s != 255).any() for s in strips)  # skeletons drawn on the white panels
+    again = PriorPictures(num_samples=3, size=128, steps=5).draw(module)
+    assert all(np.array_equal(a, b) for a, b in zip(strips, again))  # the same codes every epoch
