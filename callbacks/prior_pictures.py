@@ -31,6 +31,7 @@ class PriorPictures(pl.Callback):
         super().__init__()
         self.num_samples, self.size, self.steps, self.seed = num_samples, max(size // 2, 64), steps, seed
         self.images: list[np.ndarray] = []
+        self.test_images: list[np.ndarray] = []  # adapt.py's before / after pictures: the prior draws none at test
 
     def draw(self, pl_module) -> list[np.ndarray]:
         prior, body = pl_module.prior, pl_module.body
