@@ -234,8 +234,12 @@ def test_footage_queries_from_a_grid_or_a_points_file(tmp_path):
     assert queries.tolist() == [[0.0, 10.0, 20.0], [2.0, 30.5, 40.0]]
     np.save(tmp_path / "points.npy", np.array([[5.0, 6.0]]))
     assert FootageTracks(folder, queries=str(tmp_path / "points.npy"))[0]["queries"].tolist() == [[0.0, 5.0, 6.0]]
-    for text, message in (("0 10 200\n", "row 1 .* outside the video"), ("1.5 10 20\n", "outside the video"),
-                          ("1 2 3 4\n", "expected rows of 'x y' or 't x y'"), ("a b\n", "not a readable points file")):
+    # bad rows are named by the line an editor shows, comments and blank lines counted
+    for text, message in (("# t x y\n\n0 10 200\n", "line 3 .* outside the video"),
+                          ("1.5 10 20\n", "line 1 .* outside the video"),
+                          ("0 1 2\n1 2 3 4\n", "line 2 has 4 numbers"), ("0 1 2\n3 4\n", "line 2 has 2 numbers"),
+                          ("# header\na b\n", "line 2 \\('a b'\\) is not numbers"), ("# only a comment\n", "no points"),
+                          ("0 nan 3\n", "line 1 holds NaN")):
         points.write_text(text)
         with pytest.raises(UserError, match=message):
             FootageTracks(folder, queries=str(points))

@@ -21,32 +21,58 @@ from datamodules.videos import VideoSpan
 from framework.errors import UserError
 
 
+def _text_points(path: Path) -> tuple[np.ndarray, list[str]]:
+    """Rows of a text points file and where each came from ("line N" of the file, comments and blank
+    lines counted, so the number is the one an editor shows)."""
+    rows, where = [], []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable points file ({e})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        values = line.replace(",", " ").split()
+        try:
+            row = [float(v) for v in values]
+        except ValueError:
+            raise UserError(f"{path}: line {number} ({line.strip()!r}) is not numbers; each line is 'x y' or "
+                            f"'t x y'") from None
+        if len(row) not in (2, 3) or (rows and len(row) != len(rows[0])):
+            raise UserError(f"{path}: line {number} has {len(row)} numbers; every line must have 2 ('x y') or "
+                            f"every line 3 ('t x y')")
+        rows.append(row)
+        where.append(f"line {number}")
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(rows[0]) if rows else 3), where
+
+
 def read_query_points(path: str | os.PathLike, frames: int, height: int, width: int) -> np.ndarray:
     """(N, 3) float32 (t, x, y) from a points file; every point must lie inside the video."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"query points file {path} does not exist")
-    try:
-        if path.suffix == ".npy":
-            points = np.load(path, allow_pickle=False)
-        else:
-            text = path.read_text().replace(",", " ")
-            points = np.array([[float(v) for v in line.split()] for line in text.splitlines() if line.strip()
-                               and not line.lstrip().startswith("#")])
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable points file ({e})") from None
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] not in (2, 3) or len(points) == 0:
-        raise UserError(f"{path}: expected rows of 'x y' or 't x y', got an array of shape {points.shape}")
+    if path.suffix == ".npy":
+        try:
+            points = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: not a readable .npy array ({e})") from None
+        if points.ndim != 2 or points.shape[1] not in (2, 3):
+            raise UserError(f"{path}: expected an (N, 2) or (N, 3) array of 'x y' or 't x y', got shape {points.shape}")
+        where = [f"row {i + 1}" for i in range(len(points))]
+    else:
+        points, where = _text_points(path)
+    if len(points) == 0:
+        raise UserError(f"{path}: holds no points (rows of 'x y' or 't x y')")
     if points.shape[1] == 2:
         points = np.concatenate([np.zeros((len(points), 1)), points], 1)
-    if not np.isfinite(points).all():
-        raise UserError(f"{path}: points contain NaN or Inf")
+    finite = np.isfinite(points).all(1)
+    if not finite.all():
+        raise UserError(f"{path}: {where[int(np.flatnonzero(~finite)[0])]} holds NaN or Inf")
     t, x, y = points.T
     bad = (t < 0) | (t > frames - 1) | (t != np.round(t)) | (x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"{path}: row {row + 1} ({' '.join(f'{v:g}' for v in points[row])}) lies outside the "
+        raise UserError(f"{path}: {where[row]} ({' '.join(f'{v:g}' for v in points[row])}) lies outside the "
                         f"video ({frames} frames of {width} x {height} px, t an integer frame)")
     return points.astype(np.float32)
 
