@@ -89,9 +89,10 @@ def evaluate(seed: int, ckpt: Optional[str], overrides: list[str], crops: int, l
     start = time.perf_counter()
     metrics = trainer.test(module, dataloaders=loader, verbose=False)[0]
     seconds = time.perf_counter() - start
+    # a GMM's numbers are fitted, not trained: count its buffers
+    size = parameter_count(module.prior) or sum(b.numel() for b in module.prior.buffers())
     return {"metrics": {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}, "seconds": seconds,
-            "instances": len(subset), "parameters": parameter_count(module.prior) if parameter_count(module.prior)
-            else sum(b.numel() for b in module.prior.buffers())}  # a GMM's numbers are fitted, not trained
+            "instances": len(subset), "parameters": size}
 
 
 def train_priors(args, seed: int) -> dict[str, str]:

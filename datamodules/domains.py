@@ -90,9 +90,14 @@ class SourceTargetDataModule(pl.LightningDataModule):
             self._datasets[(name, part)] = self._build(name, part)
         return self._datasets[(name, part)]
 
+    @property
+    def train_domain(self) -> str:
+        """The domain whose train part train.py learns from (validation stays on the source)."""
+        return "source"
+
     def setup(self, stage: Optional[str] = None) -> None:
         if stage in (None, "fit"):
-            self.domain_dataset("source", "train")
+            self.domain_dataset(self.train_domain, "train")
         if stage in (None, "fit", "validate"):
             self.domain_dataset("source", "val")
         if stage in (None, "test", "predict"):
@@ -110,7 +115,7 @@ class SourceTargetDataModule(pl.LightningDataModule):
                           generator=generator)
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self.domain_dataset("source", "train")
+        dataset = self.domain_dataset(self.train_domain, "train")
         return self._loader(dataset, self.cfg.batch_size, self.train_sampler(dataset))
 
     def val_dataloader(self) -> DataLoader:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.domains import DOMAINS, SourceTargetDataModule, plain
 from datamodules.synthetic.people_datasets import PeopleCrops
@@ -64,14 +64,6 @@ class PeopleCropsDataModule(SourceTargetDataModule):
         return PeopleCrops(plain(d.people), videos, self.synthetic_seed(name, part), d.size, d.crops_per_video,
                            key=f"{self.key}.{name}.people")
 
-    def setup(self, stage=None) -> None:
-        if stage in (None, "fit"):
-            self.domain_dataset(self.cfg.train_domain, "train")
-        if stage in (None, "fit", "validate"):
-            self.domain_dataset("source", "val")
-        if stage in (None, "test", "predict"):
-            self.domain_dataset(self.test_domain, "test")
-
-    def train_dataloader(self) -> DataLoader:
-        dataset = self.domain_dataset(self.cfg.train_domain, "train")
-        return self._loader(dataset, self.cfg.batch_size, self.train_sampler(dataset))
+    @property
+    def train_domain(self) -> str:
+        return self.cfg.train_domain

@@ -173,8 +173,9 @@ class NFRegressorModule(MethodModule, BodyFitting):
         c, w = self.cfg, self.cfg.weights
         size = out["heatmaps"].shape[-2:]
         weights = batch["keypoint_visible"].float()
+        labels = part_targets(batch["part_mask"], size)
         terms = {"heatmaps": F.mse_loss(out["heatmaps"], gaussian_heatmaps(batch["keypoints"].float(), weights, size)),
-                 "parts": F.cross_entropy(out["part_logits"], part_targets(batch["part_mask"], size))}
+                 "parts": F.cross_entropy(out["part_logits"], labels)}
         stages = self.stage_bodies(out)
         camera = batch["camera"].float()
         if c.supervision == "full":
@@ -197,7 +198,7 @@ class NFRegressorModule(MethodModule, BodyFitting):
         terms["keypoints"] = keypoint_alignment(self.project(body.keypoints.float(), camera),
                                                 batch["keypoints"].float(), weights).mean()
         if w.alignment > 0:
-            masks = (out["part_logits"].argmax(1) if c.predicted_masks else part_targets(batch["part_mask"], size)) - 1
+            masks = (out["part_logits"].argmax(1) if c.predicted_masks else labels) - 1
             stride = batch["image"].shape[-1] / size[-1]
             terms["alignment"] = part_alignment(self.project(body.vertices.float(), camera) / stride,
                                                 self.body.vertex_parts, masks, num_parts=len(self.body.part_names)

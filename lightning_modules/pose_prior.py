@@ -79,12 +79,11 @@ class PosePriorModule(MethodModule, BodyFitting):
         return to_representation(pose, self.prior_rep)
 
     def on_fit_start(self) -> None:
+        poses = lambda: self.poses({"pose": self.trainer.datamodule.domain_dataset("source", "train").pose})  # noqa: E731
         if self.cfg.kind == "gmm":
-            data = self.trainer.datamodule.domain_dataset("source", "train")
-            self.prior.fit(self.poses({"pose": data.pose}), self.cfg.gmm_iterations, self.cfg.seed)
+            self.prior.fit(poses(), self.cfg.gmm_iterations, self.cfg.seed)
         elif isinstance(self.prior, NormalizingFlowPrior) and not bool(self.prior.normalised):
-            data = self.trainer.datamodule.domain_dataset("source", "train")
-            self.prior.set_normalisation(self.poses({"pose": data.pose}))
+            self.prior.set_normalisation(poses())
 
     def configure_optimizers(self):
         if not isinstance(self.prior, NormalizingFlowPrior):
