@@ -36,6 +36,9 @@ from benchmarks.common import spread, train_run  # noqa: E402
 from framework.io import write_json, write_text  # noqa: E402
 
 CONFIGS = [str(ROOT / "configs/nfprior/prior.yaml"), str(ROOT / "benchmarks/nfprior.yaml")]
+REGRESSOR_CONFIGS = [str(ROOT / "configs/nfprior/quick.yaml"), str(ROOT / "benchmarks/nfprior_regressor.yaml")]
+# the weakly supervised continuation: the street's train crops, their 2D labels only, from the FS network
+WEAK = ["data.train_domain=target", "model.supervision=weak", "data.train_videos=125", "trainer.max_epochs=10"]
 PRIORS = {"nf_aa": ["model.kind=realnvp", "model.representation=aa"],
           "nf_6d": ["model.kind=realnvp", "model.representation=6d"],
           "gmm_aa": ["model.kind=gmm", "model.representation=aa", "trainer.max_epochs=1"]}
@@ -100,6 +103,28 @@ def train_priors(args, seed: int) -> dict[str, str]:
     return {name: str(train_run(CONFIGS, f"prior_{name}_s{seed}", work,
                                 [f"seed={seed}", f"data.seed={seed}", *extra, *args.overrides], args.reuse))
             for name, extra in PRIORS.items()}
+
+
+def train_regressors(args, seed: int) -> dict[str, str]:
+    """One seed's flow prior (shared with table1), FS network and its weakly supervised continuation."""
+    work = Path(args.work)
+    prior = train_run(CONFIGS, f"prior_nf_aa_s{seed}", work, [f"seed={seed}", f"data.seed={seed}", *PRIORS["nf_aa"]],
+                      args.reuse)
+    common = [f"seed={seed}", f"data.seed={seed}", f"model.prior_checkpoint={prior}", *args.overrides]
+    fs = train_run(REGRESSOR_CONFIGS, f"fs_s{seed}", work, common, args.reuse)
+    ws = train_run(REGRESSOR_CONFIGS, f"ws_s{seed}", work, common + WEAK + [f"model.init_from={fs}"], args.reuse)
+    return {"prior": str(prior), "fs": str(fs), "ws": str(ws)}
+
+
+def regressor(args: argparse.Namespace) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(args.jobs) as pool:  # each training is a train.py subprocess
+        models = dict(zip(args.seeds, pool.map(lambda seed: train_regressors(args, seed), args.seeds)))
+    for seed, paths in models.items():
+        print(f"seed {seed}: {paths}", flush=True)
+    if args.train_only:
+        return
 
 
 def change(runs: dict, variant: str, base: str, key: str = "mpjpe") -> list[float]:
@@ -183,8 +208,15 @@ def main() -> None:
     t.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     t.add_argument("--jobs", type=int, default=1)
     t.add_argument("overrides", nargs="*")
+    r = sub.add_parser("regressor", help="FS vs FS+OPT vs FS+WS, and video refinement, on the street crops")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--work", default=str(ROOT / "outputs/benchmarks/nfprior"))
+    r.add_argument("--reuse", action="store_true", help="reuse models a previous run trained in --work")
+    r.add_argument("--train-only", action="store_true", help="train the priors and networks, evaluate nothing")
+    r.add_argument("--jobs", type=int, default=1)
+    r.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    table1(args)
+    {"table1": table1, "regressor": regressor}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@ optimised against its loss terms while the weights stay as they are.
 
 - ``PerInstanceOptimisation``: each test instance is its own problem (the NF-prior regressor's
   latent-space refinement of one image).
-- ``PerVideoOptimisation``: a whole video is one problem, its per-frame terms plus terms over the
-  video (the dual network's trajectory and bone-length terms).
+- ``PerVideoOptimisation``: a whole video, or each window of ``window`` consecutive frames, is one
+  problem: its per-frame terms plus terms over the frames (the NF-prior regressor's smoothness with
+  the shape tied across frames, the dual network's trajectory and bone-length terms); with
+  ``frames_first`` each window starts from its frames' own best per-instance fits, as the NF-prior
+  paper's video refinement does.
 
 Both run a list of stages, each with its own term weights, iteration count and optionally its own
 optimiser and learning rate (a fresh optimiser per stage); start from every set of initial
@@ -22,7 +25,7 @@ below ``tolerance`` times the stage's starting loss).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
@@ -57,6 +60,17 @@ class OptimiseConfig:
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
 
 
+@dataclass
+class VideoOptimiseConfig(OptimiseConfig):
+    window: int = 0  # consecutive frames optimised as one problem (0: the whole video)
+    frames_first: bool = False  # start each window from its frames' best per-instance fits (per-frame terms)
+
+
+@dataclass
+class InstanceOrVideoConfig(VideoOptimiseConfig):
+    per: str = "instance"  # instance: every test instance its own problem; video: windows of a video's frames
+
+
 def validate_optimise_config(c: OptimiseConfig, key: str = "adaptation.optimise") -> None:
     if c.optimizer not in OPTIMISERS:
         raise UserError(f"{key}.optimizer: must be one of {', '.join(OPTIMISERS)}, got {c.optimizer!r}")
@@ -77,14 +91,39 @@ def validate_optimise_config(c: OptimiseConfig, key: str = "adaptation.optimise"
         for term, w in s.weights.items():
             if not w >= 0:
                 raise UserError(f"{where}.weights.{term}: must be >= 0, got {w}")
+    if isinstance(c, VideoOptimiseConfig) and c.window < 0:
+        raise UserError(f"{key}.window: must be >= 0 (0: the whole video), got {c.window}")
+    if isinstance(c, InstanceOrVideoConfig):
+        if c.per not in ("instance", "video"):
+            raise UserError(f"{key}.per: must be instance or video, got {c.per!r}")
+        if c.per == "instance" and (c.window or c.frames_first):
+            raise UserError(f"{key}.window and {key}.frames_first work on videos: set {key}.per=video")
 
 
-def as_optimise_config(cfg: Any) -> OptimiseConfig:
-    if isinstance(cfg, OptimiseConfig):
+def as_optimise_config(cfg: Any, kind: type = OptimiseConfig) -> OptimiseConfig:
+    """``kind`` from a config section; keys another kind of section holds are left out."""
+    if isinstance(cfg, kind):
         return cfg
-    cfg = dict(cfg)
+    names = {f.name for f in fields(kind)}
+    cfg = {k: v for k, v in dict(cfg).items() if k in names}
     cfg["stages"] = [s if isinstance(s, StageConfig) else StageConfig(**s) for s in cfg.get("stages", [{}])]
-    return OptimiseConfig(**cfg)
+    return kind(**cfg)
+
+
+def without_terms(cfg: OptimiseConfig, names: set[str]) -> OptimiseConfig:
+    """``cfg`` with the stages' weights of ``names`` dropped (the video terms, for per-frame fits)."""
+    stages = [replace(s, weights={k: w for k, w in s.weights.items() if k not in names}) for s in cfg.stages]
+    return OptimiseConfig(cfg.optimizer, cfg.lr, cfg.tolerance, stages)
+
+
+def tied(variables: Variables, names: tuple[str, ...]) -> Variables:
+    """The variables of a video problem: each tied one as the mean of its frames' rows, (1, ...)."""
+    return {k: (v.mean(0, keepdim=True) if k in names else v) for k, v in variables.items()}
+
+
+def untied(variables: Variables, names: tuple[str, ...], rows: int) -> Variables:
+    """Per-frame variables again: each tied one's single row handed to all ``rows`` frames."""
+    return {k: (v.expand(rows, *v.shape[1:]) if k in names else v) for k, v in variables.items()}
 
 
 def weighted(terms: dict[str, torch.Tensor], weights: dict[str, float], where: str) -> torch.Tensor:
@@ -185,8 +224,12 @@ def check_starts(starts: list[Variables], method: str, rows: Optional[int]) -> N
 
 def video_terms(pl_module, video: dict, frames_reduced: str = "sum") -> Terms:
     """A whole video as one problem: each per-frame term summed (or averaged: ``"mean"``, for terms
-    weighted as expectations over frames) over the frames, and the video terms."""
+    weighted as expectations over frames) over the frames, and the video terms. The module's
+    ``tied_variables`` come as one row and are handed to every frame."""
+    names, rows = tuple(getattr(pl_module, "tied_variables", ())), batch_size_of(video)
+
     def terms_of(variables: Variables) -> dict[str, torch.Tensor]:
+        variables = untied(variables, names, rows)
         frames = {k: getattr(v, frames_reduced)().reshape(1)
                   for k, v in pl_module.variable_losses(variables, video).items()}
         whole = {k: v.reshape(1) for k, v in pl_module.video_losses(variables, video).items()}
@@ -202,9 +245,10 @@ class _OptimisingCallback:
     """Settings and the report shared by both callbacks."""
 
     requires = OutputOptimisation
+    config_kind: type = OptimiseConfig
 
     def _setup(self, cfg: Any) -> None:
-        self.cfg = as_optimise_config(cfg)
+        self.cfg = as_optimise_config(cfg, self.config_kind)
         validate_optimise_config(self.cfg)
         self.stats: dict[str, Any] = {}
 
@@ -212,6 +256,7 @@ class _OptimisingCallback:
         return asdict(self.cfg)
 
     def _reset_stats(self) -> None:
+        self.runs = 0
         self.stats = {"problems": 0, "loss_sum": 0.0, "start_wins": {}, "iterations_sum": [0] * len(self.cfg.stages)}
 
     def _count(self, final: torch.Tensor, best: torch.Tensor, iterations: list[list[int]]) -> None:
@@ -223,6 +268,29 @@ class _OptimisingCallback:
         for run in iterations:
             for i, n in enumerate(run):
                 s["iterations_sum"][i] += n
+
+    def optimise_instances(self, trainer: pl.Trainer, pl_module, batch: dict, cfg: OptimiseConfig,
+                           count: bool = True) -> Variables:
+        """The batch's optimised variables, each instance its own problem, best start per instance."""
+        size = batch_size_of(batch)
+        starts = pl_module.initial_variables(batch)
+        check_starts(starts, pl_module.method, size)
+        lbfgs = cfg.optimizer == "lbfgs" or any(s.optimizer == "lbfgs" for s in cfg.stages)
+        # L-BFGS couples whatever it optimises together: one problem per instance
+        pieces = [(b, b + 1) for b in range(size)] if lbfgs else [(0, size)]
+        chosen = []
+        for lo, hi in pieces:
+            rows = slice_batch(batch, lo, hi) if lbfgs else batch
+            results = []
+            for start in starts:
+                part = {k: v[lo:hi] for k, v in start.items()}
+                results.append(run_stages(lambda v: pl_module.variable_losses(v, rows), part, cfg, trainer))
+            variables, final, best = best_of_starts(results)
+            if count:
+                self._count(final, best, [r[2] for r in results])
+                self.runs += len(results)
+            chosen.append(variables)
+        return cat_outputs(chosen)
 
     def _summary(self, runs: int) -> dict:
         s = self.stats
@@ -246,42 +314,23 @@ class PerInstanceOptimisation(_OptimisingCallback, TestTimeCallback):
             return
         super().on_test_start(trainer, pl_module)
         self._reset_stats()
-        self.runs = 0
-
-    def optimise(self, trainer: pl.Trainer, pl_module, batch: dict) -> Variables:
-        """The batch's optimised variables, best start per instance."""
-        size = batch_size_of(batch)
-        starts = pl_module.initial_variables(batch)
-        check_starts(starts, pl_module.method, size)
-        lbfgs = self.cfg.optimizer == "lbfgs" or any(s.optimizer == "lbfgs" for s in self.cfg.stages)
-        # L-BFGS couples whatever it optimises together: one problem per instance
-        pieces = [(b, b + 1) for b in range(size)] if lbfgs else [(0, size)]
-        chosen = []
-        for lo, hi in pieces:
-            rows = slice_batch(batch, lo, hi) if lbfgs else batch
-            results = []
-            for start in starts:
-                part = {k: v[lo:hi] for k, v in start.items()}
-                results.append(run_stages(lambda v: pl_module.variable_losses(v, rows), part, self.cfg, trainer))
-            variables, final, best = best_of_starts(results)
-            self._count(final, best, [r[2] for r in results])
-            self.runs += len(results)
-            chosen.append(variables)
-        return cat_outputs(chosen)
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if not self.active:
             return
         pl_module.check_batch(batch)
         with grad_enabled(), frozen_weights(pl_module):
-            variables = self.optimise(trainer, pl_module, autograd_copy(batch))
+            variables = self.optimise_instances(trainer, pl_module, autograd_copy(batch), self.cfg)
         with torch.no_grad(), autocast(trainer):
             batch[ADAPTED_OUTPUTS] = pl_module.variable_outputs(variables, batch)
 
 
 class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
-    """A video's rows are optimised together before its first row is scored; every row of the
-    video is then answered from the cache (rows are matched by the batch's ``index``)."""
+    """A video's rows are optimised before its first row is scored, window by window (each window
+    its own problem, the best of its starts kept); every row of the video is then answered from
+    the cache (rows are matched by the batch's ``index``)."""
+
+    config_kind = VideoOptimiseConfig
 
     def __init__(self, cfg: Any):
         super().__init__()
@@ -289,7 +338,7 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
         self.picture_tag = "pictures/optimised"
 
     def summary(self) -> dict:
-        return {**super().summary(), **self._summary(self.prepared_videos)}
+        return {**super().summary(), **self._summary(self.runs)}
 
     def on_test_start(self, trainer: pl.Trainer, pl_module) -> None:
         if not self.active:
@@ -298,26 +347,47 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
         self._reset_stats()
         self.cache: dict[int, dict[str, torch.Tensor]] = {}
 
+    def window_starts(self, trainer: pl.Trainer, pl_module, rows: dict) -> list[Variables]:
+        """The module's starts for the window's frames, or (``frames_first``) the one start made of
+        each frame's own best fit under the per-frame terms."""
+        if not self.cfg.frames_first:
+            starts = pl_module.initial_variables(rows)
+            check_starts(starts, pl_module.method, batch_size_of(rows))
+            return starts
+        first = pl_module.initial_variables(rows)[0]
+        names = set(pl_module.video_losses(first, rows))
+        return [self.optimise_instances(trainer, pl_module, rows, without_terms(self.cfg, names), count=False)]
+
     def prepare_video(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, Any]:
         frames = autograd_copy(whole_video(trainer, video, pl_module.device))
         if "index" not in frames:
             raise UserError("per-video optimisation matches rows by their 'index', but the test data has none")
-        began = time.perf_counter()
-        with grad_enabled(), frozen_weights(pl_module):
-            starts = pl_module.initial_variables(frames)
-            check_starts(starts, pl_module.method, None)
-            results = [run_stages(video_terms(pl_module, frames), start, self.cfg, trainer) for start in starts]
-        finals = torch.stack([r[1] for r in results])[:, 0]  # (K,): the whole video is one problem
-        best = finals.argmin().reshape(1)
-        variables, final = results[int(best)][0], finals[best]
-        self._count(final, best, [r[2] for r in results])
-        with torch.no_grad(), autocast(trainer):
-            outputs = pl_module.variable_outputs(variables, frames)
+        began, size = time.perf_counter(), batch_size_of(frames)
+        names = tuple(pl_module.tied_variables)
+        step = self.cfg.window or size
+        outputs, finals, wins, iterations = [], [], [], []
+        for lo in range(0, size, step):
+            window = slice_batch(frames, lo, min(lo + step, size))
+            with grad_enabled(), frozen_weights(pl_module):
+                starts = self.window_starts(trainer, pl_module, window)
+                terms_of = video_terms(pl_module, window)
+                results = [run_stages(terms_of, tied(start, names), self.cfg, trainer) for start in starts]
+            final = torch.stack([r[1] for r in results])[:, 0]  # (K,): the window is one problem
+            best = int(final.argmin())
+            self._count(final[best:best + 1], torch.tensor([best]), [r[2] for r in results])
+            self.runs += len(results)
+            with torch.no_grad(), autocast(trainer):
+                chosen = untied(results[best][0], names, batch_size_of(window))
+                outputs.append(pl_module.variable_outputs(chosen, window))
+            finals.append(float(final[best]))
+            wins.append(best)
+            iterations.append(results[best][2])
+        outputs = cat_outputs(outputs)
         self.cache = {}  # one video at a time: rows of a video arrive together
         for i, index in enumerate(frames["index"].tolist()):
             self.cache[int(index)] = {k: v[i] for k, v in outputs.items()}
-        return {"frames": len(self.cache), "final_loss": float(final[0]), "start": int(best[0]),
-                "iterations": results[int(best[0])][2], "optimise_seconds": time.perf_counter() - began}
+        return {"frames": len(self.cache), "windows": len(finals), "final_loss": sum(finals), "starts": wins,
+                "iterations": iterations, "optimise_seconds": time.perf_counter() - began}
 
     def video_outputs(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, torch.Tensor]:
         missing = [i for i in rows["index"].tolist() if int(i) not in self.cache]
@@ -326,3 +396,10 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
                             f"frames listed by the test data")
         picked = [self.cache[int(i)] for i in rows["index"].tolist()]
         return {k: torch.stack([p[k] for p in picked]) for k in picked[0]}
+
+
+def output_optimisation(cfg: Any) -> TestTimeCallback:
+    """The callback an ``InstanceOrVideoConfig`` section asks for (``per``)."""
+    c = as_optimise_config(cfg, InstanceOrVideoConfig)
+    validate_optimise_config(c, "adaptation")
+    return (PerVideoOptimisation if c.per == "video" else PerInstanceOptimisation)(cfg)

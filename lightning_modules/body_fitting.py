@@ -13,6 +13,13 @@ theta (J, R) in ambient space), ``betas``, ``orient`` (angle-axis, camera frame)
 - ``prior``: |z|^2 / 2 in latent space (the constant of -log N dropped), -log p(theta) in ambient;
 - ``shape``: |beta|^2.
 
+Scores: MPJPE and PA-MPJPE (root-relative), MPVPE (pelvis-relative, where the data carries the true
+body), the 2D joint error, and the part IoU of the body's silhouettes with the part masks.
+
+Per video (``adaptation.per=video``, the paper's eq. 12): the shape is one per window of frames
+(``tied_variables``) and ``smoothness`` = sum_t |z_t - z_(t-1)|^2 over consecutive frames (the
+rotations' numbers in ambient space); the paper weighs it 50x the prior.
+
 The camera is the batch's pinhole ``camera`` (fx, fy, cx, cy); the first translation comes from a
 weak-perspective fit of the starting body's keypoints to the 2D ones, as the paper estimates it.
 Starts: the body upright and turned to ``fit.starts`` headings about the camera's vertical axis
@@ -33,7 +40,8 @@ from geometry.camera import fit_weak_perspective, perspective_project
 from geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rotation_6d, rotation_x, rotation_y
 from lightning_modules.capabilities import OutputOptimisation
 from lightning_modules.nfprior_losses import keypoint_alignment, part_alignment
-from metrics.people import JointError2D
+from geometry.raster import face_labels, part_silhouettes
+from metrics.people import JointError2D, PartIoU
 from metrics.pose3d import MPJPE, PAMPJPE
 from nets.pose_prior import NormalizingFlowPrior
 
@@ -83,9 +91,9 @@ def translation_for(points3d: torch.Tensor, points2d: torch.Tensor, weights: tor
     return torch.cat([xy, depth[:, None]], -1)
 
 
-def fit_metric_collection() -> MetricCollection:
-    return MetricCollection({"mpjpe": MPJPE(), "pa_mpjpe": PAMPJPE(), "mpvpe": MPJPE(), "joints2d_error": JointError2D()},
-                            compute_groups=False)
+def fit_metric_collection(num_parts: int) -> MetricCollection:
+    return MetricCollection({"mpjpe": MPJPE(), "pa_mpjpe": PAMPJPE(), "mpvpe": MPJPE(), "joints2d_error": JointError2D(),
+                             "part_iou": PartIoU(num_parts)}, compute_groups=False)
 
 
 class BodyFitting(OutputOptimisation):
@@ -96,6 +104,7 @@ class BodyFitting(OutputOptimisation):
     prior: torch.nn.Module
     fit_cfg: FitConfig
     prior_rep: int
+    tied_variables = ("betas",)
 
     # ---------------------------------------------------------------- variables
     def latent(self) -> bool:
@@ -177,6 +186,10 @@ class BodyFitting(OutputOptimisation):
         terms["shape"] = (variables["betas"] ** 2).sum(-1)
         return terms
 
+    def video_losses(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
+        pose = variables["pose"].flatten(1)
+        return {"smoothness": ((pose[1:] - pose[:-1]) ** 2).sum()}
+
     def variable_outputs(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
         body = self.posed(variables)
         return {"joints3d": body.joints.float(), "vertices": body.vertices.float(),
@@ -208,3 +221,8 @@ class BodyFitting(OutputOptimisation):
         vertices = self.true_vertices(batch)
         if vertices is not None:
             metrics["mpvpe"].update(outputs["vertices"] - root, vertices - true_root, index)
+        if "part_mask" in batch:
+            masks = batch["part_mask"]
+            mine = part_silhouettes(outputs["vertices"], self.body.faces, face_labels(self.body.faces, self.body.vertex_parts),
+                                    batch["camera"].float(), tuple(masks.shape[-2:]))
+            metrics["part_iou"].update(mine, masks.long(), index)

@@ -74,6 +74,10 @@ class OutputOptimisation(ABC):
     def variable_outputs(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
         """The outputs the variables stand for, with the keys ``predict`` returns."""
 
+    #: variables that stand for one value per video problem (a body's shape), not one per frame:
+    #: per-video optimisation holds each as (1, ...) and hands every frame the same row
+    tied_variables: tuple[str, ...] = ()
+
     def video_losses(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
         """Scalar terms over one video whose rows are the batch, in frame order (smoothness,
         trajectories, latents shared across frames); none by default."""

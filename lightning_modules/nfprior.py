@@ -127,8 +127,8 @@ class NFRegressorModule(MethodModule, BodyFitting):
             self.load_network(c.init_from)
         self.register_buffer("upright", matrix_to_rotation_6d(axis_angle_to_matrix(upright_orientations(1)[0])),
                              persistent=False)
-        self.val_metrics = fit_metric_collection()
-        self.test_metrics = fit_metric_collection()
+        self.val_metrics = fit_metric_collection(len(self.body.part_names))
+        self.test_metrics = fit_metric_collection(len(self.body.part_names))
 
     def load_network(self, path: str) -> None:
         ckpt = load_checkpoint(path)
@@ -252,13 +252,14 @@ class NFRegressorModule(MethodModule, BodyFitting):
 
 @register("nfprior")
 def method() -> MethodSpec:
-    from callbacks.output_optimisation import OptimiseConfig, PerInstanceOptimisation
+    from callbacks.output_optimisation import InstanceOrVideoConfig, output_optimisation
     from datamodules.people_crops import CropsDataConfig, PeopleCropsDataModule
 
     return MethodSpec(
         name="nfprior",
-        schema=method_schema("nfprior", data=CropsDataConfig, model=NFRegressorModelConfig, adaptation=OptimiseConfig),
+        schema=method_schema("nfprior", data=CropsDataConfig, model=NFRegressorModelConfig,
+                             adaptation=InstanceOrVideoConfig),
         module=NFRegressorModule,
         datamodule=lambda cfg, domain: PeopleCropsDataModule(cfg.data, test_domain=domain),
-        adaptation=lambda cfg: PerInstanceOptimisation(to_plain(cfg.adaptation)),
+        adaptation=lambda cfg: output_optimisation(to_plain(cfg.adaptation)),
     )

@@ -68,7 +68,8 @@ class PosePriorModule(MethodModule, BodyFitting):
         self.body = body_model_from_config(c.body_model)
         self.prior = make_prior(c, len(self.body.pose_joints))
         self.val_metrics = MetricCollection({"nll": MeanMetric()})
-        self.test_metrics = MetricCollection({"nll": MeanMetric(), **fit_metric_collection()}, compute_groups=False)
+        self.test_metrics = MetricCollection({"nll": MeanMetric(), **fit_metric_collection(len(self.body.part_names))},
+                                             compute_groups=False)
 
     # ---------------------------------------------------------------- the prior
     def poses(self, batch: dict) -> torch.Tensor:
@@ -123,16 +124,16 @@ class PosePriorModule(MethodModule, BodyFitting):
 
 @register("pose_prior")
 def method() -> MethodSpec:
-    from callbacks.output_optimisation import OptimiseConfig, PerInstanceOptimisation
+    from callbacks.output_optimisation import InstanceOrVideoConfig, output_optimisation
     from callbacks.prior_pictures import PriorPictures
     from datamodules.pose_priors import PosePriorDataModule, PriorDataConfig
 
     return MethodSpec(
         name="pose_prior",
         schema=method_schema("pose_prior", data=PriorDataConfig, model=PosePriorModelConfig,
-                             adaptation=OptimiseConfig),
+                             adaptation=InstanceOrVideoConfig),
         module=PosePriorModule,
         datamodule=lambda cfg, domain: PosePriorDataModule(cfg.data, test_domain=domain),
-        adaptation=lambda cfg: PerInstanceOptimisation(to_plain(cfg.adaptation)),
+        adaptation=lambda cfg: output_optimisation(to_plain(cfg.adaptation)),
         pictures=lambda cfg: PriorPictures(cfg.pictures.num_samples, cfg.pictures.size, seed=cfg.seed),
     )

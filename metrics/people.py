@@ -1,12 +1,15 @@
-"""Metrics of a person's flow and 2D pose, as flow-pose bootstrapping reports them.
+"""Metrics of a person's flow, 2D pose and part masks.
 
 - ``JointFlowEPE``: the flow's end-point error at the person's true joints, against the sparse flow
   the consecutive 2D labels make (the displacement of each joint from frame t to t + 1), over the
   joints annotated visible in both frames; pooled over joints (px).
 - ``JointError2D``: the mean distance of the estimated 2D joints from the true ones per sample,
   then over samples (px).
+- ``PartIoU``: the per-part intersection over union of a body's part silhouettes with the true part
+  masks, averaged over the parts either shows, then over samples (%); what the NF-prior paper
+  monitors on COCO, where there is no 3D truth.
 
-Both are updated per frame pair / frame with the dataset index, each sample counted once.
+All are updated per frame pair / frame with the dataset index, each sample counted once.
 """
 from __future__ import annotations
 
@@ -62,3 +65,35 @@ class JointError2D(PerSampleMetric):
                             f"{tuple(target.shape)}")
         with torch.no_grad():
             super().update(torch.linalg.vector_norm(pred.detach().float() - target.float(), dim=-1).mean(-1), index)
+
+
+def part_iou(pred: torch.Tensor, target: torch.Tensor, num_parts: int) -> torch.Tensor:
+    """(B, H, W) part labels (0: background, k + 1: part k) -> (B,): the IoU of each part, averaged
+    over the parts either labelling shows (NaN where neither shows any)."""
+    parts = torch.arange(1, num_parts + 1, device=pred.device)[:, None, None, None]
+    mine, truth = pred[None] == parts, target[None] == parts  # (K, B, H, W)
+    inter, union = (mine & truth).flatten(2).sum(-1).double(), (mine | truth).flatten(2).sum(-1).double()
+    shown = union > 0
+    return ((inter / union.clamp_min(1)) * shown).sum(0) / shown.sum(0)  # 0 / 0: NaN
+
+
+class PartIoU(PerSampleMetric):
+    """Mean part IoU per sample (``part_iou``), then over the samples with any part, %;
+    update(pred (B, H, W), target (B, H, W), index)."""
+
+    higher_is_better = True
+    scale = 100.0
+
+    def __init__(self, num_parts: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_parts = int(num_parts)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
+        if pred.shape != target.shape or pred.dim() != 3:
+            raise UserError(f"part IoU: predicted and true part masks must both be (B, H, W), got "
+                            f"{tuple(pred.shape)} and {tuple(target.shape)}")
+        super().update(part_iou(pred, target, self.num_parts).float(), index)
+
+    def reduce(self, values: torch.Tensor) -> torch.Tensor:
+        shown = values[~torch.isnan(values)]
+        return shown.mean() * self.scale if len(shown) else values.new_tensor(float("nan"))

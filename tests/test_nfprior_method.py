@@ -114,6 +114,13 @@ def test_train_and_adapt_end_to_end_with_a_prior(prior_ckpt, tmp_path):
     cli("adapt.py", tmp_path, *common, f"ckpt={tmp_path / 'nfprior' / 'quick_weak' / 'checkpoints' / 'best.ckpt'}",
         "adaptation.stages.0.iterations=100", config=NFPRIOR_QUICK, tiny=tuple(tiny))
     rep = report(tmp_path / "nfprior" / "quick_adapt")
-    assert {"mpjpe", "pa_mpjpe", "mpvpe", "joints2d_error"} <= set(rep["after"])
+    assert {"mpjpe", "pa_mpjpe", "mpvpe", "joints2d_error", "part_iou"} <= set(rep["after"])
     assert rep["after"]["joints2d_error"] < rep["before"]["joints2d_error"]
     assert np.isfinite(rep["after"]["mpjpe"])
+    # per video: each video's two frames one problem, the shape tied, the smoothness 50x the prior
+    cli("adapt.py", tmp_path, *common, f"ckpt={ckpt}", "adaptation.per=video", "adaptation.frames_first=true",
+        "adaptation.stages.0.weights.smoothness=50", "run_name=quick_video", config=NFPRIOR_QUICK, tiny=tuple(tiny))
+    rep = report(tmp_path / "nfprior" / "quick_video_adapt")
+    videos = rep["adaptation"]["summary"]["videos"]
+    assert [(v["frames"], v["windows"]) for v in videos] == [(2, 1)]
+    assert rep["after"]["joints2d_error"] < rep["before"]["joints2d_error"]

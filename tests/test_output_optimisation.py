@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.output_optimisation import (OptimiseConfig, PerInstanceOptimisation, PerVideoOptimisation, StageConfig,
-                                           run_stages)
+                                           output_optimisation, run_stages)
 from datamodules.videos import VideoSpan
 from framework.errors import UserError
 from framework.optimisation import make_optimiser, minimise
@@ -166,6 +166,56 @@ def test_per_video_terms_couple_only_the_frames_of_one_video():
     assert torch.allclose(x[3:], torch.tensor(11.5), atol=0.05)
     reports = callback.summary()["videos"]
     assert [r["video"] for r in reports] == [0, 1] and [r["frames"] for r in reports] == [3, 4]
+
+
+def test_windows_are_problems_of_their_own():
+    # one video of six frames in windows of two: the smoothness couples the frames of a window only
+    module = Toy(smooth=100.0)
+    callback = PerVideoOptimisation({"lr": 0.05, "window": 2, "stages": [{"iterations": 1500}]})
+    x = run(callback, module, Targets([0.0, 1.0, 2.0, 3.0, 10.0, 11.0], [0] * 6), batch_size=4)
+    assert x.flatten().tolist() == pytest.approx([0.5, 0.5, 2.5, 2.5, 10.5, 10.5], abs=0.05)
+    report = callback.summary()["videos"][0]
+    assert report["frames"] == 6 and report["windows"] == 3 and len(report["iterations"]) == 3
+
+
+class Tied(Toy):
+    """x is one value per video problem."""
+
+    tied_variables = ("x",)
+
+
+def test_a_tied_variable_is_one_value_per_window():
+    module = Tied()
+    callback = PerVideoOptimisation({"lr": 0.05, "window": 3, "stages": [{"iterations": 1500}]})
+    x = run(callback, module, Targets([0.0, 1.0, 2.0, 4.0, 5.0, 9.0], [0] * 6), batch_size=6)
+    # the least-squares value of each window: its targets' mean
+    assert x.flatten().tolist() == pytest.approx([1.0, 1.0, 1.0, 6.0, 6.0, 6.0], abs=0.02)
+
+
+def test_frames_first_starts_each_window_from_its_frames_own_best_fits():
+    # the deeper well is at -1 for frame 0 and at +1 for frame 1; a start shared by both frames
+    # sends both to one side, so one of them ends in its shallow well; fitting each frame first
+    # (best of both starts, each frame on its own) finds both deep wells and the weak smoothness keeps them
+    data = Targets([0.0, 0.0], [0, 0], tilt=[0.5, -0.5])
+    stages = [{"iterations": 400, "weights": {"well": 1.0, "smooth": 1.0}}]
+    together = run(PerVideoOptimisation({"lr": 0.02, "stages": stages}),
+                   Toy(starts=(-2.0, 2.0), smooth=0.01, terms=("well",)), data, batch_size=2)
+    assert torch.sign(together[0]) == torch.sign(together[1])
+    first = run(PerVideoOptimisation({"lr": 0.02, "frames_first": True, "stages": stages}),
+                Toy(starts=(-2.0, 2.0), smooth=0.01, terms=("well",)), data, batch_size=2)
+    assert first.flatten().tolist() == pytest.approx([-1.0, 1.0], abs=0.15)
+
+
+def test_the_instance_or_video_choice():
+    assert isinstance(output_optimisation({"per": "video", "window": 4}), PerVideoOptimisation)
+    assert type(output_optimisation({"stages": [{"iterations": 3}]})) is PerInstanceOptimisation
+    with pytest.raises(UserError, match="adaptation.window and adaptation.frames_first work on videos: set "
+                                        "adaptation.per=video"):
+        output_optimisation({"window": 4})
+    with pytest.raises(UserError, match="adaptation.per: must be instance or video, got 'frame'"):
+        output_optimisation({"per": "frame"})
+    with pytest.raises(UserError, match=r"adaptation.window: must be >= 0 \(0: the whole video\), got -1"):
+        output_optimisation({"per": "video", "window": -1})
 
 
 def test_bad_settings_and_modules_give_one_clear_error():

@@ -141,7 +141,7 @@ def test_train_learns_the_prior_and_adapt_fits_the_crops(tmp_path):
     cli("adapt.py", tmp_path, f"ckpt={ckpt}", "model.fit.part_alignment=true", config=PRIOR_QUICK, tiny=PRIOR_TINY)
     rep = report(tmp_path / "pose_prior" / "prior_quick_adapt")
     before, after = rep["before"], rep["after"]
-    assert {"mpjpe", "pa_mpjpe", "mpvpe", "joints2d_error"} <= set(after)
+    assert {"mpjpe", "pa_mpjpe", "mpvpe", "joints2d_error", "part_iou"} <= set(after)
     assert after["joints2d_error"] < before["joints2d_error"]  # the fit moves the body onto the keypoints
     assert rep["adaptation"]["summary"]["problems"] == 2 and set(rep["adaptation"]["summary"]["start_wins"]) <= set("0123")
     assert np.isfinite(after["mpjpe"])
@@ -155,3 +155,74 @@ def test_prior_pictures_draw_samples_and_a_latent_walk():
     assert all((s != 255).any() for s in strips)  # skeletons drawn on the white panels
     again = PriorPictures(num_samples=3, size=128, steps=5).draw(module)
     assert all(np.array_equal(a, b) for a, b in zip(strips, again))  # the same codes every epoch
+
+
+class Rows(torch.utils.data.Dataset):
+    """The frames of a batch dict as dataset items."""
+
+    def __init__(self, batch: dict):
+        self.batch = batch
+
+    def __len__(self):
+        return len(self.batch["index"])
+
+    def __getitem__(self, i):
+        return {k: v[i] for k, v in self.batch.items()}
+
+    def videos(self):
+        from datamodules.videos import VideoSpan
+        return {0: VideoSpan("0", list(range(len(self))))}
+
+
+class Outputs(pl.Callback):
+    """What the adapting callback before it answered for each test row."""
+
+    def __init__(self):
+        self.rows = []
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        from callbacks.test_time import ADAPTED_OUTPUTS
+        self.rows.append(batch[ADAPTED_OUTPUTS])
+
+
+def fitted_video(module, batch: dict, callback) -> dict:
+    outputs = Outputs()
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, callbacks=[callback, outputs])
+    trainer.test(module, dataloaders=torch.utils.data.DataLoader(Rows(batch), batch_size=4), verbose=False)
+    return {k: torch.cat([o[k] for o in outputs.rows]) for k in outputs.rows[0]}
+
+
+def test_per_video_fitting_ties_the_shape_and_smooths_the_motion():
+    from callbacks.output_optimisation import PerInstanceOptimisation, PerVideoOptimisation
+    module = untrained(fit={"keypoints": "all", "starts": 1})
+    g = torch.Generator().manual_seed(3)
+    pose = 0.3 * torch.randn(1, 15, 3, generator=g)
+    informed(module, pose)
+    frames = 8  # a slow motion seen through 2D keypoints with 3 px of noise
+    motion = pose + torch.linspace(0, 1, frames)[:, None, None] * 0.1 * torch.randn(1, 15, 3, generator=g)
+    with torch.no_grad():
+        body = module.body(motion, (0.5 * torch.randn(1, 8, generator=g)).expand(frames, 8),
+                           upright_orientations(4)[:1].expand(frames, 3), torch.tensor([[0.1, -0.1, 4.0]]).expand(frames, 3))
+    camera = CAMERA.expand(frames, 4)
+    keypoints = module.project(body.keypoints.float(), camera)
+    batch = {"keypoints": keypoints + 3.0 * torch.randn(keypoints.shape, generator=g), "camera": camera,
+             "joints3d": body.joints.float(), "joints2d": module.project(body.joints.float(), camera),
+             "index": torch.arange(frames), "video": torch.zeros(frames, dtype=torch.int64)}
+    weights = {"keypoints": 1.0, "prior": 1.0, "shape": 1.0}
+    each = fitted_video(module, batch, PerInstanceOptimisation({"lr": 0.05, "stages": [
+        {"iterations": 300, "weights": weights}]}))
+    video = fitted_video(module, batch, PerVideoOptimisation({"lr": 0.05, "frames_first": True, "window": 8, "stages": [
+        {"iterations": 300, "weights": {**weights, "smoothness": 50.0}}]}))
+    assert torch.all(video["betas"] == video["betas"][:1]) and not torch.all(each["betas"] == each["betas"][:1])
+
+    def jitter(out):  # the latent motion's squared steps, eq. 12
+        with torch.no_grad():
+            z = module.prior(out["pose"])[0]
+        return float(((z[1:] - z[:-1]) ** 2).sum())
+
+    def error(out):
+        rel, true = out["joints3d"] - out["joints3d"][:, :1], batch["joints3d"] - batch["joints3d"][:, :1]
+        return float((rel - true).norm(dim=-1).mean()) * 1000
+
+    assert jitter(video) < 0.05 * jitter(each) and error(video) < 0.95 * error(each)
