@@ -123,7 +123,7 @@ def test_target(method: str, configs: list[str], seed: int, ckpt: Path, refineme
     callbacks = []
     if refinement is not None:
         from omegaconf import OmegaConf
-        shared = {"seed": seed, "pictures": 0} if "seed" in cfg.adaptation else {"pictures": 0}
+        shared = {k: v for k, v in (("seed", seed), ("pictures", 0)) if k in cfg.adaptation}
         for key, value in {**shared, **refinement}.items():  # keys below adaptation, dotted
             OmegaConf.update(cfg, f"adaptation.{key}", value, merge=True)  # a typed section takes a dict merged
         callbacks.append(spec.adaptation(cfg))
@@ -135,6 +135,6 @@ def test_target(method: str, configs: list[str], seed: int, ckpt: Path, refineme
     start = time.perf_counter()
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     seconds = time.perf_counter() - start
-    reports = callbacks[0].summary()["videos"] if callbacks else []
+    reports = callbacks[0].summary().get("videos", []) if callbacks else []
     return {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}, seconds, reports, reader.value
 

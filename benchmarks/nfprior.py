@@ -16,8 +16,18 @@ Targets: NF latent (angle-axis, KA) at least 30 % lower MPJPE than the GMM (the 
 cm), latent below ambient, KA + BA below KA. Also the priors' parameter counts and the L-BFGS
 seconds per instance (prior.yaml's schedule). Results: benchmarks/results/nfprior_table1.{json,md}.
 
+``regressor``: per seed, the NF-latent prior of table1, the small regressor of
+``benchmarks/nfprior_regressor.yaml`` fully supervised on studio crops (FS), and its weakly
+supervised continuation on the street's train crops (FS+WS: 2D keypoints and part masks only).
+Then on 16 street test videos of 16 consecutive frames, from their ground-truth 2D keypoints and
+part masks: the networks' predictions, refined per crop from the prediction (OPT, KA or KA+BA),
+and refined per video (windows of 4, 8 or 16 frames started from the per-crop fits, the shape
+tied; with the smoothness at 50x the prior, and without it as the control). MPJPE, PA-MPJPE,
+MPVPE, 2D error and part IoU; results in benchmarks/results/nfprior_regressor.{json,md}.
+
     python benchmarks/nfprior.py table1 --jobs 2
     python benchmarks/nfprior.py table1 --seeds 0 --crops 40 --ba-crops 20 --variants nf_latent_aa_ka gmm_ka
+    python benchmarks/nfprior.py regressor --jobs 2
 """
 from __future__ import annotations
 
@@ -105,6 +115,42 @@ def train_priors(args, seed: int) -> dict[str, str]:
             for name, extra in PRIORS.items()}
 
 
+# the refinement schedule of benchmarks/nfprior_regressor.yaml, and the video window's: the frames
+# start from their own fits under it, then one stage with the smoothness at 50x the prior (eq. 12)
+FRAME_STAGES = [{"iterations": 100, "weights": {"keypoints": 1.0, "prior": 10.0, "shape": 10.0}},
+                {"iterations": 200, "weights": {"keypoints": 1.0, "prior": 1.0, "shape": 1.0}}]
+
+
+def video(window: int, smoothness: float) -> dict:
+    return {"per": "video", "window": window, "frames_first": True, "frame_stages": FRAME_STAGES,
+            "stages": [{"iterations": 200, "weights": {"keypoints": 1.0, "prior": 1.0, "shape": 1.0,
+                                                       "smoothness": smoothness}}]}
+
+
+BA = ["model.fit.part_alignment=true"]
+# variant -> (network, model overrides, refinement: None for the network's own prediction)
+REGRESSOR_VARIANTS = {
+    "fs": ("fs", [], None),
+    "fs_opt_ka": ("fs", [], {}),
+    "fs_opt_ka_ba": ("fs", BA, {}),
+    "fs_ws": ("ws", [], None),
+    "fs_ws_opt_ka_ba": ("ws", BA, {}),
+    "fs_ws_video16_ka_ba": ("ws", BA, video(16, 0.0)),  # the shape tied, no smoothness: the control
+    "fs_ws_video16_ka_ba_s": ("ws", BA, video(16, 50.0)),
+    "fs_ws_video4_ka_ba_s": ("ws", BA, video(4, 50.0)),
+    "fs_ws_video8_ka_ba_s": ("ws", BA, video(8, 50.0)),
+}
+REGRESSOR_METRICS = METRICS + ("part_iou",)
+
+
+def evaluate_regressor(seed: int, ckpt: str, overrides: list[str], refinement: Optional[dict]) -> dict:
+    from benchmarks.common import test_target
+
+    metrics, seconds, _, _ = test_target("nfprior", REGRESSOR_CONFIGS, seed, Path(ckpt), refinement,
+                                         [f"seed={seed}"] + overrides)
+    return {"metrics": metrics, "seconds": seconds}
+
+
 def train_regressors(args, seed: int) -> dict[str, str]:
     """One seed's flow prior (shared with table1), FS network and its weakly supervised continuation."""
     work = Path(args.work)
@@ -125,6 +171,53 @@ def regressor(args: argparse.Namespace) -> None:
         print(f"seed {seed}: {paths}", flush=True)
     if args.train_only:
         return
+    import torch
+
+    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {}
+        for seed in args.seeds:
+            for v in args.variants:
+                network, extra, refinement = REGRESSOR_VARIANTS[v]
+                overrides = [f"model.prior_checkpoint={models[seed]['prior']}", *extra, *args.overrides]
+                futures[(seed, v)] = pool.submit(evaluate_regressor, seed, models[seed][network], overrides, refinement)
+        for seed in args.seeds:
+            for v in args.variants:
+                r = futures[(seed, v)].result()
+                m = r["metrics"]
+                print(f"seed {seed} {v:>24}: MPJPE {m['mpjpe']:.1f} PA {m['pa_mpjpe']:.1f} MPVPE {m['mpvpe']:.1f} mm, "
+                      f"2D {m['joints2d_error']:.2f} px, IoU {m['part_iou']:.1f} %, {r['seconds']:.0f} s", flush=True)
+                runs[v].append(r)
+    summary = {v: {k: spread([r["metrics"][k] for r in rs]) for k in REGRESSOR_METRICS} for v, rs in runs.items()}
+    pairs = {"FS+OPT (KA) vs FS": ("fs_opt_ka", "fs"), "FS+OPT (KA+BA) vs FS": ("fs_opt_ka_ba", "fs"),
+             "FS+WS vs FS": ("fs_ws", "fs"), "FS+WS+OPT (KA+BA) vs FS+WS": ("fs_ws_opt_ka_ba", "fs_ws"),
+             "video 16 (S) vs per frame": ("fs_ws_video16_ka_ba_s", "fs_ws_opt_ka_ba"),
+             "video 16 (S) vs video 16 without S": ("fs_ws_video16_ka_ba_s", "fs_ws_video16_ka_ba")}
+    checks = {name: {key: spread(change(runs, a, b, key)) for key in ("mpjpe", "pa_mpjpe")}
+              for name, (a, b) in pairs.items() if runs.get(a) and runs.get(b)}
+    result = {"seeds": args.seeds, "overrides": args.overrides, "summary": summary, "changes": checks,
+              "seconds": {v: spread([r["seconds"] for r in rs]) for v, rs in runs.items()}, "runs": runs}
+    out = ROOT / "benchmarks/results"
+    write_json(out / "nfprior_regressor.json", result)
+    write_text(out / "nfprior_regressor.md", regressor_markdown(result))
+    print(regressor_markdown(result))
+
+
+def regressor_markdown(result: dict) -> str:
+    lines = [f"# NF-prior regressor on the synthetic street crops ({len(result['seeds'])} seeds, 16 videos x 16 "
+             f"consecutive frames each, from their true 2D keypoints and part masks)", "",
+             "| rows | MPJPE (mm) | PA-MPJPE (mm) | MPVPE (mm) | 2D error (px) | part IoU (%) | s |",
+             "|---|---|---|---|---|---|---|"]
+    for v, s in result["summary"].items():
+        cell = lambda k: f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}"  # noqa: E731
+        lines.append(f"| {v} | {cell('mpjpe')} | {cell('pa_mpjpe')} | {cell('mpvpe')} | {cell('joints2d_error')} | "
+                     f"{cell('part_iou')} | {result['seconds'][v]['mean']:.0f} |")
+    lines += ["", "| change | MPJPE (%) | PA-MPJPE (%) |", "|---|---|---|"]
+    for name, c in result["changes"].items():
+        lines.append(f"| {name} | {c['mpjpe']['mean']:+.1f} ± {c['mpjpe']['std']:.1f} | "
+                     f"{c['pa_mpjpe']['mean']:+.1f} ± {c['pa_mpjpe']['std']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def change(runs: dict, variant: str, base: str, key: str = "mpjpe") -> list[float]:
@@ -213,6 +306,7 @@ def main() -> None:
     r.add_argument("--work", default=str(ROOT / "outputs/benchmarks/nfprior"))
     r.add_argument("--reuse", action="store_true", help="reuse models a previous run trained in --work")
     r.add_argument("--train-only", action="store_true", help="train the priors and networks, evaluate nothing")
+    r.add_argument("--variants", nargs="+", default=list(REGRESSOR_VARIANTS), choices=list(REGRESSOR_VARIANTS))
     r.add_argument("--jobs", type=int, default=1)
     r.add_argument("overrides", nargs="*")
     args = parser.parse_args()

@@ -64,6 +64,7 @@ class OptimiseConfig:
 class VideoOptimiseConfig(OptimiseConfig):
     window: int = 0  # consecutive frames optimised as one problem (0: the whole video)
     frames_first: bool = False  # start each window from its frames' best per-instance fits (per-frame terms)
+    frame_stages: list[StageConfig] = field(default_factory=list)  # those fits' stages (none: ``stages``)
 
 
 @dataclass
@@ -91,13 +92,17 @@ def validate_optimise_config(c: OptimiseConfig, key: str = "adaptation.optimise"
         for term, w in s.weights.items():
             if not w >= 0:
                 raise UserError(f"{where}.weights.{term}: must be >= 0, got {w}")
-    if isinstance(c, VideoOptimiseConfig) and c.window < 0:
-        raise UserError(f"{key}.window: must be >= 0 (0: the whole video), got {c.window}")
+    if isinstance(c, VideoOptimiseConfig):
+        if c.window < 0:
+            raise UserError(f"{key}.window: must be >= 0 (0: the whole video), got {c.window}")
+        if c.frame_stages:
+            validate_optimise_config(OptimiseConfig(c.optimizer, c.lr, c.tolerance, c.frame_stages), key)
     if isinstance(c, InstanceOrVideoConfig):
         if c.per not in ("instance", "video"):
             raise UserError(f"{key}.per: must be instance or video, got {c.per!r}")
-        if c.per == "instance" and (c.window or c.frames_first):
-            raise UserError(f"{key}.window and {key}.frames_first work on videos: set {key}.per=video")
+        if c.per == "instance" and (c.window or c.frames_first or c.frame_stages):
+            raise UserError(f"{key}.window, {key}.frames_first and {key}.frame_stages work on videos: set "
+                            f"{key}.per=video")
 
 
 def as_optimise_config(cfg: Any, kind: type = OptimiseConfig) -> OptimiseConfig:
@@ -106,7 +111,9 @@ def as_optimise_config(cfg: Any, kind: type = OptimiseConfig) -> OptimiseConfig:
         return cfg
     names = {f.name for f in fields(kind)}
     cfg = {k: v for k, v in dict(cfg).items() if k in names}
-    cfg["stages"] = [s if isinstance(s, StageConfig) else StageConfig(**s) for s in cfg.get("stages", [{}])]
+    for key in ("stages", "frame_stages"):
+        if key in names:
+            cfg[key] = [s if isinstance(s, StageConfig) else StageConfig(**s) for s in cfg.get(key, [{}] if key == "stages" else [])]
     return kind(**cfg)
 
 
@@ -356,7 +363,8 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
             return starts
         first = pl_module.initial_variables(rows)[0]
         names = set(pl_module.video_losses(first, rows))
-        return [self.optimise_instances(trainer, pl_module, rows, without_terms(self.cfg, names), count=False)]
+        stages = replace(self.cfg, stages=self.cfg.frame_stages) if self.cfg.frame_stages else self.cfg
+        return [self.optimise_instances(trainer, pl_module, rows, without_terms(stages, names), count=False)]
 
     def prepare_video(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, Any]:
         frames = autograd_copy(whole_video(trainer, video, pl_module.device))

@@ -39,7 +39,7 @@ from framework.errors import UserError
 from geometry.camera import fit_weak_perspective, perspective_project
 from geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rotation_6d, rotation_x, rotation_y
 from lightning_modules.capabilities import OutputOptimisation
-from lightning_modules.nfprior_losses import keypoint_alignment, part_alignment
+from lightning_modules.nfprior_losses import keypoint_alignment, mask_pixels, part_alignment
 from geometry.raster import face_labels, part_silhouettes
 from metrics.people import JointError2D, PartIoU
 from metrics.pose3d import MPJPE, PAMPJPE
@@ -176,9 +176,10 @@ class BodyFitting(OutputOptimisation):
         if self.fit_cfg.part_alignment:
             k = self.fit_cfg.part_stride
             # the mask's pixel (row i, column j) sits at (j, i); every k-th of them at (k j, k i)
+            masks = batch["part_mask"][..., ::k, ::k] - 1
             terms["parts"] = part_alignment(self.project(body.vertices.float(), camera) / k, self.body.vertex_parts,
-                                            batch["part_mask"][..., ::k, ::k] - 1, chunk=self.fit_cfg.chunk,
-                                            num_parts=len(self.body.part_names)) * k
+                                            masks, chunk=self.fit_cfg.chunk, num_parts=len(self.body.part_names),
+                                            pixels=self.mask_pixels_of(batch["part_mask"], masks)) * k
         if self.latent():
             terms["prior"] = 0.5 * (variables["pose"] ** 2).sum(-1)
         else:
@@ -189,6 +190,15 @@ class BodyFitting(OutputOptimisation):
     def video_losses(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
         pose = variables["pose"].flatten(1)
         return {"smoothness": ((pose[1:] - pose[:-1]) ** 2).sum()}
+
+    def mask_pixels_of(self, part_mask: torch.Tensor, masks: torch.Tensor):
+        """The pixels of the masks of ``part_mask``, kept while the same masks come back: a fit
+        evaluates its terms hundreds of times on one batch."""
+        cached = getattr(self, "_mask_pixels", None)
+        if cached is None or cached[0] is not part_mask or cached[1] != self.fit_cfg.part_stride:
+            cached = (part_mask, self.fit_cfg.part_stride, mask_pixels(masks, len(self.body.part_names)))
+            self._mask_pixels = cached
+        return cached[2]
 
     def variable_outputs(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
         body = self.posed(variables)

@@ -38,7 +38,7 @@ from lightning_modules.body_fitting import (BodyFitting, FitConfig, fit_metric_c
                                             translation_for, upright_orientations, validate_fit_config)
 from lightning_modules.nfprior_losses import keypoint_alignment, part_alignment
 from lightning_modules.pose_prior import REPRESENTATIONS, PosePriorModelConfig, make_prior
-from nets.nf_regressor import MultistageRegressor, RegressorSize, gaussian_heatmaps, part_targets, soft_argmax
+from nets.nf_regressor import MultistageRegressor, RegressorSize, gaussian_heatmaps, heatmap_keypoints, part_targets
 from nets.pose_prior import NormalizingFlowPrior
 from nets.smpl import body_model_from_config
 
@@ -221,7 +221,7 @@ class NFRegressorModule(MethodModule, BodyFitting):
         """The regressor's body as fitting variables: translation from the predicted keypoints."""
         out = self.net(batch["image"])
         stage = self.stage_bodies(out)[-1]
-        keypoints, confidence = soft_argmax(out["heatmaps"], batch["image"].shape[-1] / out["heatmaps"].shape[-1])
+        keypoints, confidence = heatmap_keypoints(out["heatmaps"], batch["image"].shape[-1] / out["heatmaps"].shape[-1])
         _, transl = self.placed_body(stage, keypoints, confidence, batch["camera"].float())
         pose = stage["pose"]
         if self.latent() and self.cfg.output == "ambient":

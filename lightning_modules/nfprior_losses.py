@@ -146,6 +146,16 @@ def _padded_pixels(mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor
     return pixels, valid, counts
 
 
+PartPixels = list  # per part: ``_padded_pixels`` of its mask
+
+
+def mask_pixels(part_masks: torch.Tensor, num_parts: int, dtype: torch.dtype = torch.float32) -> PartPixels:
+    """Each part's mask pixels as ``part_alignment`` reads them, made once for masks that stay the
+    same over many evaluations (the steps of a test-time fit)."""
+    return [_padded_pixels(part_masks[:, k] if part_masks.dim() == 4 else part_masks == k, dtype)
+            for k in range(num_parts)]
+
+
 def _nearest(pixels: torch.Tensor, valid: torch.Tensor, verts: torch.Tensor,
              chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Without gradient: for each pixel the index of its nearest vertex (B, N), and for each vertex
@@ -170,7 +180,8 @@ def _nearest(pixels: torch.Tensor, valid: torch.Tensor, verts: torch.Tensor,
 def part_alignment(projected_vertices: torch.Tensor, vertex_parts: torch.Tensor, part_masks: torch.Tensor,
                    chunk: int = DEFAULT_CHUNK, reduction: str = "mean", return_terms: bool = False,
                    num_parts: Optional[int] = None,
-                   background: int = BACKGROUND) -> Union[torch.Tensor, PartAlignmentTerms]:
+                   background: int = BACKGROUND, pixels: Optional[PartPixels] = None
+                   ) -> Union[torch.Tensor, PartAlignmentTerms]:
     """L_BA of eq. (7): an ICP-style distance between part masks and the vertices of the same part.
 
     forward:  each mask pixel p of part k -> its nearest projected vertex of part k, ||p - Π(v)||;
@@ -194,6 +205,7 @@ def part_alignment(projected_vertices: torch.Tensor, vertex_parts: torch.Tensor,
         num_parts: K for a label map (default: the largest part index in the labels or
             vertex_parts, plus one); checked against K for bool masks.
         background: the no-part value of a label map; any value outside [0, K).
+        pixels: ``mask_pixels(part_masks, K)``, made once where the masks serve many calls.
 
     A part with no mask pixels in an image contributes nothing to either term for that image (its
     vertices have no pixel to reach); a part with no vertices contributes nothing either.
@@ -215,12 +227,17 @@ def part_alignment(projected_vertices: torch.Tensor, vertex_parts: torch.Tensor,
     bwd_sum = vertices.new_zeros(b)
     fwd_count = torch.zeros(b, dtype=torch.long, device=device)
     bwd_count = torch.zeros(b, dtype=torch.long, device=device)
+    if pixels is None:
+        pixels = mask_pixels(part_masks, k_parts, dtype)
+    elif len(pixels) != k_parts:
+        raise UserError(f"part_alignment: pixels were made for {len(pixels)} parts, the masks have {k_parts}")
+    part_pixels = pixels
     for k in range(k_parts):
         members = (vertex_parts == k).nonzero().squeeze(1)
         if members.numel() == 0:
             continue
-        mask = part_masks[:, k] if part_masks.dim() == 4 else part_masks == k
-        pixels, valid, counts = _padded_pixels(mask, dtype)
+        pixels, valid, counts = part_pixels[k]
+        pixels = pixels.to(dtype)
         if pixels.shape[1] == 0:
             continue
         verts = vertices[:, members]  # (B, Vk, 2)

@@ -110,16 +110,31 @@ class MultistageRegressor(nn.Module):
         return {"heatmaps": heatmaps, "part_logits": part_logits, "poses": poses, "shapes": shapes}
 
 
-def soft_argmax(heatmaps: torch.Tensor, stride: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, J, h, w) -> keypoints (B, J, 2) in input pixels (the centre of heatmap cell (i, j) is
-    input pixel (stride * j + (stride - 1) / 2, ...)) and a confidence (B, J): the softmax's peak mass."""
+def heatmap_keypoints(heatmaps: torch.Tensor, stride: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, J, h, w) heatmaps trained towards unit Gaussians -> keypoints (B, J, 2) in input pixels
+    (the centre of heatmap cell (i, j) is input pixel (stride * j + (stride - 1) / 2, ...)) and a
+    confidence (B, J): the peak's value in [0, 1]. The peak cell is refined along each axis by the
+    vertex of the parabola through the log-values of it and its two neighbours, exact for a
+    Gaussian (a softmax over values in [0, 1] would be nearly flat and pull every keypoint to the
+    middle)."""
     b, j, h, w = heatmaps.shape
-    prob = heatmaps.flatten(2).softmax(-1).view(b, j, h, w)
-    ys = (torch.arange(h, dtype=prob.dtype, device=prob.device) * stride + (stride - 1) / 2)
-    xs = (torch.arange(w, dtype=prob.dtype, device=prob.device) * stride + (stride - 1) / 2)
-    x = (prob.sum(2) * xs).sum(-1)
-    y = (prob.sum(3) * ys).sum(-1)
-    return torch.stack([x, y], -1), prob.flatten(2).max(-1).values
+    peak, at = heatmaps.detach().flatten(2).max(-1)
+    rows, cols = at // w, at % w
+    logs = heatmaps.detach().float().clamp_min(1e-6).log()
+
+    def offset(along: torch.Tensor, size: int, value) -> torch.Tensor:
+        inside = (along > 0) & (along < size - 1)
+        before, here, after = value(along.clamp(1, size - 2) - 1), value(along), value(along.clamp(1, size - 2) + 1)
+        curvature = before - 2 * here + after
+        step = 0.5 * (before - after) / torch.where(curvature < 0, curvature, -torch.ones_like(curvature))
+        return torch.where(inside & (curvature < 0), step.clamp(-0.5, 0.5), torch.zeros_like(step))
+
+    flat = logs.flatten(2)
+    dx = offset(cols, w, lambda c: flat.gather(-1, (rows * w + c)[..., None])[..., 0])
+    dy = offset(rows, h, lambda r: flat.gather(-1, (r * w + cols)[..., None])[..., 0])
+    x = (cols + dx) * stride + (stride - 1) / 2
+    y = (rows + dy) * stride + (stride - 1) / 2
+    return torch.stack([x, y], -1).to(heatmaps.dtype), peak.clamp(0, 1)
 
 
 def gaussian_heatmaps(keypoints: torch.Tensor, weights: torch.Tensor, size: tuple[int, int], stride: float = 4.0,

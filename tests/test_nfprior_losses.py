@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from framework.errors import UserError
-from lightning_modules.nfprior_losses import keypoint_alignment, part_alignment, part_masks_from_labels
+from lightning_modules.nfprior_losses import keypoint_alignment, mask_pixels, part_alignment, part_masks_from_labels
 
 
 def reference_part_alignment(verts, vertex_parts, masks, reduction="mean"):
@@ -104,6 +104,17 @@ def test_part_alignment_matches_brute_force(fmt, reduction):
     assert torch.allclose(terms.backward, bwd, atol=1e-5, rtol=0)
     assert torch.allclose(terms.total, fwd + bwd, atol=1e-5, rtol=0)
     assert (fwd > 0).all() and (bwd > 0).all()
+
+
+def test_pixels_made_once_give_the_same_loss_and_gradient():
+    verts, vertex_parts, labels = random_case(seed=4)
+    verts.requires_grad_(True)
+    plain = part_alignment(verts, vertex_parts, labels, chunk=5)
+    reused = part_alignment(verts, vertex_parts, labels, chunk=5, pixels=mask_pixels(labels, 3, verts.dtype))
+    assert torch.equal(plain, reused)
+    assert torch.equal(*(torch.autograd.grad(x.sum(), verts)[0] for x in (plain, reused)))
+    with pytest.raises(UserError, match="pixels were made for 2 parts, the masks have 3"):
+        part_alignment(verts, vertex_parts, labels, pixels=mask_pixels(labels, 2))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

@@ -204,14 +204,22 @@ def test_frames_first_starts_each_window_from_its_frames_own_best_fits():
     first = run(PerVideoOptimisation({"lr": 0.02, "frames_first": True, "stages": stages}),
                 Toy(starts=(-2.0, 2.0), smooth=0.01, terms=("well",)), data, batch_size=2)
     assert first.flatten().tolist() == pytest.approx([-1.0, 1.0], abs=0.15)
+    # the frames' own fits may follow a schedule of their own: one that weighs nothing leaves every
+    # start as good as the first, so both frames start from it and end in one well
+    short = run(PerVideoOptimisation({"lr": 0.02, "frames_first": True, "stages": stages,
+                                      "frame_stages": [{"iterations": 2, "weights": {"well": 0.0}}]}),
+                Toy(starts=(-2.0, 2.0), smooth=0.01, terms=("well",)), data, batch_size=2)
+    assert torch.sign(short[0]) == torch.sign(short[1])
 
 
 def test_the_instance_or_video_choice():
     assert isinstance(output_optimisation({"per": "video", "window": 4}), PerVideoOptimisation)
     assert type(output_optimisation({"stages": [{"iterations": 3}]})) is PerInstanceOptimisation
-    with pytest.raises(UserError, match="adaptation.window and adaptation.frames_first work on videos: set "
-                                        "adaptation.per=video"):
+    with pytest.raises(UserError, match="adaptation.window, adaptation.frames_first and adaptation.frame_stages work "
+                                        "on videos: set adaptation.per=video"):
         output_optimisation({"window": 4})
+    with pytest.raises(UserError, match=r"adaptation.stages\[0\].iterations: must be at least 1"):
+        output_optimisation({"per": "video", "frames_first": True, "frame_stages": [{"iterations": 0}]})
     with pytest.raises(UserError, match="adaptation.per: must be instance or video, got 'frame'"):
         output_optimisation({"per": "frame"})
     with pytest.raises(UserError, match=r"adaptation.window: must be >= 0 \(0: the whole video\), got -1"):
