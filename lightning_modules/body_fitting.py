@@ -14,7 +14,8 @@ theta (J, R) in ambient space), ``betas``, ``orient`` (angle-axis, camera frame)
 - ``shape``: |beta|^2.
 
 Scores: MPJPE and PA-MPJPE (root-relative), MPVPE (pelvis-relative, where the data carries the true
-body), the 2D joint error, and the part IoU of the body's silhouettes with the part masks.
+body), the 2D joint error, the 2D keypoint error (the labelled COCO keypoints the fit sees: what
+can be scored without 3D truth), and the part IoU of the body's silhouettes with the part masks.
 
 Per video (``adaptation.per=video``, the paper's eq. 12): the shape is one per window of frames
 (``tied_variables``) and ``smoothness`` = sum_t |z_t - z_(t-1)|^2 over consecutive frames (the
@@ -93,7 +94,7 @@ def translation_for(points3d: torch.Tensor, points2d: torch.Tensor, weights: tor
 
 def fit_metric_collection(num_parts: int) -> MetricCollection:
     return MetricCollection({"mpjpe": MPJPE(), "pa_mpjpe": PAMPJPE(), "mpvpe": MPJPE(), "joints2d_error": JointError2D(),
-                             "part_iou": PartIoU(num_parts)}, compute_groups=False)
+                             "keypoints_error": JointError2D(), "part_iou": PartIoU(num_parts)}, compute_groups=False)
 
 
 class BodyFitting(OutputOptimisation):
@@ -222,15 +223,23 @@ class BodyFitting(OutputOptimisation):
         return self.body(*(batch[k].float() for k in keys)).vertices.float()
 
     def update_fit_metrics(self, metrics, outputs: dict, batch: dict) -> None:
+        """Every score the batch has the truth for: 3D (``joints3d``; rows the data calls unreliable,
+        ``pose_valid`` False, left out), 2D joints, vertices, part masks."""
         index = batch["index"]
-        mine, truth = outputs["joints3d"], batch["joints3d"].float()
-        root, true_root = mine[:, :1], truth[:, :1]
-        metrics["mpjpe"].update(mine - root, truth - true_root, index)
-        metrics["pa_mpjpe"].update(mine - root, truth - true_root, index)
-        metrics["joints2d_error"].update(outputs["joints2d"], batch["joints2d"].float(), index)
-        vertices = self.true_vertices(batch)
-        if vertices is not None:
-            metrics["mpvpe"].update(outputs["vertices"] - root, vertices - true_root, index)
+        if "joints3d" in batch:
+            rows = batch["pose_valid"].bool() if "pose_valid" in batch else torch.ones_like(index, dtype=torch.bool)
+            mine, truth = outputs["joints3d"][rows], batch["joints3d"][rows].float()
+            root, true_root = mine[:, :1], truth[:, :1]
+            if rows.any():
+                metrics["mpjpe"].update(mine - root, truth - true_root, index[rows])
+                metrics["pa_mpjpe"].update(mine - root, truth - true_root, index[rows])
+                metrics["joints2d_error"].update(outputs["joints2d"][rows], batch["joints2d"][rows].float(), index[rows])
+            vertices = self.true_vertices(batch)
+            if vertices is not None and rows.any():
+                metrics["mpvpe"].update(outputs["vertices"][rows] - root, vertices[rows] - true_root, index[rows])
+        if "keypoint_visible" in batch:
+            metrics["keypoints_error"].update(outputs["keypoints2d"], batch["keypoints"].float(), index,
+                                              batch["keypoint_visible"])
         if "part_mask" in batch:
             masks = batch["part_mask"]
             mine = part_silhouettes(outputs["vertices"], self.body.faces, face_labels(self.body.faces, self.body.vertex_parts),

@@ -249,9 +249,13 @@ class NFRegressorModule(MethodModule, BodyFitting):
     def update_metrics(self, metrics, outputs: dict, batch: dict) -> None:
         self.update_fit_metrics(metrics, outputs, batch)
 
+    def on_test_epoch_end(self) -> None:  # real targets lack some truths (COCO: no 3D)
+        self.log_metrics(self.test_metrics, self.test_stage, updated_only=True)
+
 
 @register("nfprior")
 def method() -> MethodSpec:
+    from callbacks.body_writer import on_pictures
     from callbacks.output_optimisation import InstanceOrVideoConfig, output_optimisation
     from datamodules.people_crops import CropsDataConfig, PeopleCropsDataModule
 
@@ -262,4 +266,5 @@ def method() -> MethodSpec:
         module=NFRegressorModule,
         datamodule=lambda cfg, domain: PeopleCropsDataModule(cfg.data, test_domain=domain),
         adaptation=lambda cfg: output_optimisation(to_plain(cfg.adaptation)),
+        writer=on_pictures,
     )

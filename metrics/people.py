@@ -55,16 +55,27 @@ class JointFlowEPE(PerSampleMetric):
 
 
 class JointError2D(PerSampleMetric):
-    """Mean 2D joint error per sample, px; update(pred (B, J, 2), target (B, J, 2), index)."""
+    """Mean 2D joint error per sample, px, over the joints ``visible`` marks (all by default); samples
+    with none are not counted. update(pred (B, J, 2), target (B, J, 2), index, visible (B, J) or None)."""
 
     higher_is_better = False
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
+    def update(self, pred: torch.Tensor, target: torch.Tensor, index: torch.Tensor,
+               visible: Optional[torch.Tensor] = None) -> None:
         if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != 2:
             raise UserError(f"2D joint error: pred and target must both be (B, J, 2), got {tuple(pred.shape)} and "
                             f"{tuple(target.shape)}")
+        if visible is not None and visible.shape != pred.shape[:2]:
+            raise UserError(f"2D joint error: visible must be {tuple(pred.shape[:2])}, got {tuple(visible.shape)}")
         with torch.no_grad():
-            super().update(torch.linalg.vector_norm(pred.detach().float() - target.float(), dim=-1).mean(-1), index)
+            error = torch.linalg.vector_norm(pred.detach().float() - target.float(), dim=-1)
+            if visible is None:
+                super().update(error.mean(-1), index)
+                return
+            seen = visible.bool()
+            rows = seen.any(-1)
+            if rows.any():
+                super().update((error * seen).sum(-1)[rows] / seen.sum(-1)[rows], index[rows])
 
 
 def part_iou(pred: torch.Tensor, target: torch.Tensor, num_parts: int) -> torch.Tensor:
