@@ -198,10 +198,7 @@ def regressor(args: argparse.Namespace) -> None:
               for name, (a, b) in pairs.items() if runs.get(a) and runs.get(b)}
     result = {"seeds": args.seeds, "overrides": args.overrides, "summary": summary, "changes": checks,
               "seconds": {v: spread([r["seconds"] for r in rs]) for v, rs in runs.items()}, "runs": runs}
-    out = ROOT / "benchmarks/results"
-    write_json(out / "nfprior_regressor.json", result)
-    write_text(out / "nfprior_regressor.md", regressor_markdown(result))
-    print(regressor_markdown(result))
+    save("nfprior_regressor", result, regressor_markdown(result))
 
 
 def regressor_markdown(result: dict) -> str:
@@ -267,10 +264,14 @@ def table1(args: argparse.Namespace) -> None:
               "lbfgs_seconds_per_instance": lbfgs["seconds"] / lbfgs["instances"],
               "seconds": {v: spread([r["seconds"] / r["instances"] for r in rs]) for v, rs in runs.items() if rs},
               "runs": runs}
+    save("nfprior_table1", result, markdown(result))
+
+
+def save(name: str, result: dict, table: str) -> None:
     out = ROOT / "benchmarks/results"
-    write_json(out / "nfprior_table1.json", result)
-    write_text(out / "nfprior_table1.md", markdown(result))
-    print(markdown(result))
+    write_json(out / f"{name}.json", result)
+    write_text(out / f"{name}.md", table)
+    print(table)
 
 
 def markdown(result: dict) -> str:

@@ -41,8 +41,7 @@ from torch.utils.data import Dataset
 from datamodules.readers.coco_keypoints import read_json
 from datamodules.readers.common import require_dir, require_file
 from datamodules.readers.people_frames import read_rgb
-from datamodules.readers.posed_videos import PosedVideo
-from datamodules.readers.footage import UserFootage
+from datamodules.readers.posed_videos import PosedVideo, PosedVideoItems
 from datamodules.videos import VideoSpan
 from framework.errors import UserError
 from nets.body_model import NUM_PARTS
@@ -84,44 +83,18 @@ def _image_tensor(picture: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(picture.transpose(2, 0, 1))).float()
 
 
-class PosedVideoCrops(Dataset):
+class PosedVideoCrops(PosedVideoItems):
     """Every ``frame_step``-th frame of each video (at most ``max_frames``), one crop each (module doc)."""
+
+    unit = "crop"
 
     def __init__(self, videos: Sequence[PosedVideo], size: int = 128, margin: float = 1.2, frame_step: int = 1,
                  max_frames: Optional[int] = None) -> None:
-        if not videos:
-            raise UserError("posed video crops: no videos selected")
-        self.videos_, self.size, self.margin, self.frame_step = list(videos), int(size), float(margin), int(frame_step)
-        self.kept = [np.arange(0, len(v.joints3d), self.frame_step)[:max_frames] for v in self.videos_]
-        self.starts = np.cumsum([0] + [len(k) for k in self.kept])
-        self._loaded: tuple[int, Optional[UserFootage]] = (-1, None)
-
-    def __len__(self) -> int:
-        return int(self.starts[-1])
-
-    def videos(self) -> dict[int, VideoSpan]:
-        return {i: VideoSpan(v.name, list(range(int(self.starts[i]), int(self.starts[i + 1]))))
-                for i, v in enumerate(self.videos_)}
-
-    def _footage(self, v: int) -> UserFootage:
-        if self._loaded[0] != v:
-            video = self.videos_[v]
-            footage = UserFootage(video.frames, max_frames=len(self.kept[v]), frame_step=self.frame_step, min_size=16)
-            if tuple(footage.source_size) != tuple(video.size):
-                raise UserError(f"{video.frames}: frames are {footage.source_size[1]} x {footage.source_size[0]} "
-                                f"(W x H); the data set's camera of video '{video.name}' films "
-                                f"{video.size[1]} x {video.size[0]}")
-            if len(footage.frame_names) < len(self.kept[v]):
-                raise UserError(f"{video.frames}: {len(footage.frame_names)} frames kept (frame_step="
-                                f"{self.frame_step}); the joints of video '{video.name}' need {len(self.kept[v])}")
-            self._loaded = (v, footage)
-        return self._loaded[1]
+        super().__init__(videos, max_frames, frame_step, min_size=16)
+        self.size, self.margin = int(size), float(margin)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"crop {index} out of range for {len(self)} crops")
-        v = int(np.searchsorted(self.starts, index, side="right") - 1)
-        t = int(index - self.starts[v])
+        v, t = self.locate(index)
         video, row = self.videos_[v], int(self.kept[v][t])
         joints2d = video.joints2d[row]
         left, top, side = crop_box(joints2d, np.ones(len(joints2d)), self.margin, f"video '{video.name}' frame {row}")

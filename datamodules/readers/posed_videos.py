@@ -47,9 +47,28 @@ class PosedVideo(NamedTuple):
     size: tuple[int, int]  # (height, width) of the stored frames
 
 
-class PosedVideoPairs(Dataset):
-    """Consecutive frame pairs of ``videos`` (module doc), every ``frame_step``-th frame, at most
-    ``max_frames`` per video, optionally resized to ``resize`` = [height, width]."""
+def open_frames(video: PosedVideo, frames: int, frame_step: int = 1, resize: Optional[Sequence[int]] = None,
+                min_size: int = 64) -> UserFootage:
+    """The video's first ``frames`` kept frames (every ``frame_step``-th), checked against its joints
+    and camera: one error naming the file where they disagree."""
+    footage = UserFootage(video.frames, max_frames=frames, frame_step=frame_step, resize=resize, min_size=min_size)
+    if tuple(footage.source_size) != tuple(video.size):
+        raise UserError(f"{video.frames}: frames are {footage.source_size[1]} x {footage.source_size[0]} "
+                        f"(W x H); the data set's camera of video '{video.name}' films "
+                        f"{video.size[1]} x {video.size[0]}")
+    if len(footage.frame_names) < frames:
+        raise UserError(f"{video.frames}: {len(footage.frame_names)} frames kept (frame_step="
+                        f"{frame_step}); the joints of video '{video.name}' need {frames}")
+    return footage
+
+
+class PosedVideoItems(Dataset):
+    """Items made of the kept frames of ``videos`` (every ``frame_step``-th, at most ``max_frames``
+    a video), ``span`` frames each (1: a frame, 2: a pair), video after video; the frames of the
+    last video asked for are kept."""
+
+    span = 1
+    unit = "frame"
 
     def __init__(self, videos: Sequence[PosedVideo], max_frames: Optional[int] = None, frame_step: int = 1,
                  resize: Optional[Sequence[int]] = None, min_size: int = 64) -> None:
@@ -61,11 +80,11 @@ class PosedVideoPairs(Dataset):
         self.kept = []  # per video: the joint rows of its kept frames
         for v in self.videos_:
             rows = np.arange(0, len(v.joints3d), int(frame_step))[:max_frames]
-            if len(rows) < 2:
+            if len(rows) < self.span:
                 raise UserError(f"video '{v.name}': {len(rows)} frame(s) kept of {len(v.joints3d)} "
-                                f"(frame_step={frame_step}, max_frames={max_frames}); a pair needs 2")
+                                f"(frame_step={frame_step}, max_frames={max_frames}); a {self.unit} needs {self.span}")
             self.kept.append(rows)
-        self.starts = np.cumsum([0] + [len(r) - 1 for r in self.kept])
+        self.starts = np.cumsum([0] + [len(r) - self.span + 1 for r in self.kept])
         self._loaded: tuple[int, Optional[UserFootage]] = (-1, None)
 
     def __len__(self) -> int:
@@ -75,32 +94,34 @@ class PosedVideoPairs(Dataset):
         return {i: VideoSpan(v.name, list(range(int(self.starts[i]), int(self.starts[i + 1]))))
                 for i, v in enumerate(self.videos_)}
 
+    def locate(self, index: int) -> tuple[int, int]:
+        """(video, first kept frame) of item ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.unit} {index} out of range for {len(self)} {self.unit}s")
+        v = int(np.searchsorted(self.starts, index, side="right") - 1)
+        return v, int(index - self.starts[v])
+
+    def _footage(self, index: int) -> UserFootage:
+        if self._loaded[0] != index:
+            self._loaded = (index, open_frames(self.videos_[index], len(self.kept[index]), self.frame_step,
+                                               self.resize, self.min_size))
+        return self._loaded[1]
+
+
+class PosedVideoPairs(PosedVideoItems):
+    """Consecutive frame pairs of ``videos`` (module doc), optionally resized to ``resize`` = [height, width]."""
+
+    span = 2
+    unit = "pair"
+
     def _scale(self, video: PosedVideo) -> np.ndarray:
         """(sx, sy) from the stored frames to the given-out ones."""
         if self.resize is None:
             return np.ones(2)
         return np.array([self.resize[1] / video.size[1], self.resize[0] / video.size[0]])
 
-    def _footage(self, index: int) -> UserFootage:
-        if self._loaded[0] != index:
-            video = self.videos_[index]
-            footage = UserFootage(video.frames, max_frames=len(self.kept[index]), frame_step=self.frame_step,
-                                  resize=self.resize, min_size=self.min_size)
-            if tuple(footage.source_size) != tuple(video.size):
-                raise UserError(f"{video.frames}: frames are {footage.source_size[1]} x {footage.source_size[0]} "
-                                f"(W x H); the data set's camera of video '{video.name}' films "
-                                f"{video.size[1]} x {video.size[0]}")
-            if len(footage.frame_names) < len(self.kept[index]):
-                raise UserError(f"{video.frames}: {len(footage.frame_names)} frames kept (frame_step="
-                                f"{self.frame_step}); the joints of video '{video.name}' need {len(self.kept[index])}")
-            self._loaded = (index, footage)
-        return self._loaded[1]
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"pair {index} out of range for {len(self)} pairs")
-        v = int(np.searchsorted(self.starts, index, side="right") - 1)
-        t = int(index - self.starts[v])
+        v, t = self.locate(index)
         video, footage = self.videos_[v], self._footage(v)
         rows = self.kept[v][[t, t + 1]]
         sx, sy = self._scale(video)
