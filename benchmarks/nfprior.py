@@ -32,6 +32,7 @@ MPVPE, 2D error and part IoU; results in benchmarks/results/nfprior_regressor.{j
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import sys
 import time
@@ -174,17 +175,22 @@ def regressor(args: argparse.Namespace) -> None:
     import torch
 
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    cached = lambda seed, v: Path(args.work) / "evaluations" / f"{v}_s{seed}.json"  # noqa: E731
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(1,)) as pool:
         futures = {}
         for seed in args.seeds:
             for v in args.variants:
+                if args.reuse and cached(seed, v).is_file():
+                    continue
                 network, extra, refinement = REGRESSOR_VARIANTS[v]
                 overrides = [f"model.prior_checkpoint={models[seed]['prior']}", *extra, *args.overrides]
                 futures[(seed, v)] = pool.submit(evaluate_regressor, seed, models[seed][network], overrides, refinement)
         for seed in args.seeds:
             for v in args.variants:
-                r = futures[(seed, v)].result()
+                if (seed, v) in futures:
+                    write_json(cached(seed, v), futures[(seed, v)].result())
+                r = json.loads(cached(seed, v).read_text())
                 m = r["metrics"]
                 print(f"seed {seed} {v:>24}: MPJPE {m['mpjpe']:.1f} PA {m['pa_mpjpe']:.1f} MPVPE {m['mpvpe']:.1f} mm, "
                       f"2D {m['joints2d_error']:.2f} px, IoU {m['part_iou']:.1f} %, {r['seconds']:.0f} s", flush=True)
@@ -305,7 +311,7 @@ def main() -> None:
     r = sub.add_parser("regressor", help="FS vs FS+OPT vs FS+WS, and video refinement, on the street crops")
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--work", default=str(ROOT / "outputs/benchmarks/nfprior"))
-    r.add_argument("--reuse", action="store_true", help="reuse models a previous run trained in --work")
+    r.add_argument("--reuse", action="store_true", help="reuse the models and evaluations of a previous run in --work")
     r.add_argument("--train-only", action="store_true", help="train the priors and networks, evaluate nothing")
     r.add_argument("--variants", nargs="+", default=list(REGRESSOR_VARIANTS), choices=list(REGRESSOR_VARIANTS))
     r.add_argument("--jobs", type=int, default=1)

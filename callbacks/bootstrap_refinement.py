@@ -135,7 +135,7 @@ class BootstrapRefinement(PerVideoCallback):
             with autocast(trainer):
                 return pl_module.tuning_loss(slice_batch(pairs, i, i + 1), targets[i:i + 1])
 
-        return minimise(loss_of, params, optimiser, c.epochs * n, scaler=grad_scaler(trainer))
+        return minimise(loss_of, params, optimiser, c.epochs * n, scaler=grad_scaler(trainer), desc="fine-tuning")
 
     def prepare_video(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, Any]:
         self.snapshot.restore(pl_module)  # from the pre-trained weights at every video

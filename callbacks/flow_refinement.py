@@ -25,6 +25,7 @@ from callbacks.test_time import autocast
 from callbacks.video_refinement import RefinementConfig, TrainingSet, VideoRefinement
 from datamodules.colour_jitter import ColorJitter
 from datamodules.videos import listed_videos
+from framework import progress
 from framework.checks import OneOf, check, fraction
 from framework.errors import UserError
 from geometry.flow import flow_to_color
@@ -153,10 +154,12 @@ class FlowRefinement(VideoRefinement):
     def _teacher_flows(self, trainer, pl_module, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         outs = []
         size = self.cfg.labels.teacher_batch
-        for s in range(0, first.shape[0], size):
-            batch = {"image1": first[s:s + size], "image2": second[s:s + size]}
-            with autocast(trainer):
-                outs.append(self.teacher(pl_module, batch)["flow"].float())
+        with progress.bar(first.shape[0], "teacher flow") as shown:
+            for s in range(0, first.shape[0], size):
+                batch = {"image1": first[s:s + size], "image2": second[s:s + size]}
+                with autocast(trainer):
+                    outs.append(self.teacher(pl_module, batch)["flow"].float())
+                shown.update(outs[-1].shape[0])
         return torch.cat(outs)
 
     def training_set(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> FlowLabels:

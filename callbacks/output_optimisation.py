@@ -201,7 +201,8 @@ def run_stages(terms_of: Terms, initial: Variables, cfg: OptimiseConfig, trainer
 
         losses = minimise(loss_of, params, optimiser, stage.iterations, scaler=None if lbfgs else scaler,
                           tolerance=cfg.tolerance if lbfgs else 0.0,
-                          after_step=stopper.after_step if stopper is not None else None)
+                          after_step=stopper.after_step if stopper is not None else None,
+                          desc=f"optimising, stage {i + 1}/{len(cfg.stages)}")
         iterations.append(int(optimiser.state[params[0]].get("n_iter", 0)) if lbfgs else len(losses))
     with torch.no_grad(), autocast(trainer):
         final = weighted(terms_of(variables), cfg.stages[-1].weights, f"{key}.stages[{len(cfg.stages) - 1}]")

@@ -85,6 +85,7 @@ class PerInstanceAdaptation(TestTimeCallback):
     def on_test_end(self, trainer: pl.Trainer, pl_module) -> None:
         if self.active:  # leave the in-memory module as it was loaded: adaptation is per test run
             self.snapshot.restore(pl_module)
+            super().on_test_end(trainer, pl_module)
 
     def restore(self, pl_module) -> None:
         self.snapshot.restore(pl_module)

@@ -24,6 +24,7 @@ from torch.utils.data import default_collate
 
 from callbacks.test_time import ADAPTED_OUTPUTS, TestTimeCallback, autocast, batch_size_of, cat_outputs, slice_batch
 from datamodules.videos import listed_videos
+from framework import progress
 from framework.errors import UserError
 
 
@@ -99,6 +100,9 @@ class PerVideoCallback(TestTimeCallback):
         self.prepared_videos = 0
         self.reports = []
         self.pictures = []
+        # this rank's videos: all of them in one process (under DDP the rank's share is not known here)
+        count = len(listed_videos(test_dataset(trainer))) if trainer.world_size == 1 else None
+        self.videos_bar = progress.open_bar(count or None, "adapting videos")
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if not self.active:
@@ -115,10 +119,12 @@ class PerVideoCallback(TestTimeCallback):
             rows = slice_batch(batch, start, stop)
             if video != self.current:
                 began = time.perf_counter()
+                self.videos_bar.set_description(f"adapting video {self.prepared_videos + 1}")
                 report = self.prepare_video(trainer, pl_module, video, rows)
                 self.reports.append({"video": video, **report, "seconds": time.perf_counter() - began})
                 self.current = video
                 self.prepared_videos += 1
+                self.videos_bar.update(1)
             outputs.append(self.video_outputs(trainer, pl_module, video, rows))
             start = stop
         batch[ADAPTED_OUTPUTS] = cat_outputs(outputs)
@@ -126,6 +132,8 @@ class PerVideoCallback(TestTimeCallback):
     def on_test_end(self, trainer: pl.Trainer, pl_module) -> None:
         if not self.active:
             return
+        self.videos_bar.close()
+        super().on_test_end(trainer, pl_module)
         self.reports = gather_reports(self.reports)
         if self.pictures:
             from framework.images import log_images

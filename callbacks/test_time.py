@@ -15,6 +15,7 @@ from typing import Iterator
 import pytorch_lightning as pl
 import torch
 
+from framework import progress
 from framework.errors import UserError
 from lightning_modules.base import ADAPTED_OUTPUTS, MethodModule
 from lightning_modules.capabilities import require
@@ -79,6 +80,10 @@ class TestTimeCallback(pl.Callback):
         if not isinstance(pl_module, MethodModule):
             raise UserError(f"{type(self).__name__} works on framework method modules, got {type(pl_module).__name__}")
         require(pl_module, self.requires, type(self).__name__)
+        progress.show(trainer)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        progress.show(None)
 
 
 def autograd_copy(batch: dict) -> dict:

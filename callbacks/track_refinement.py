@@ -24,6 +24,7 @@ from callbacks.per_video import test_dataset
 from callbacks.test_time import autocast
 from callbacks.video_refinement import FineTuneConfig, RefinementConfig, TrainingSet, VideoRefinement
 from datamodules.colour_jitter import ColorJitter
+from framework import progress
 from framework.checks import OneOf, check, fraction
 from framework.errors import UserError
 
@@ -143,8 +144,10 @@ class TrackRefinement(VideoRefinement):
             truth = getattr(test_dataset(trainer), "track", None)  # exact tracks of any query (synthetic data)
             tracks, queried, kept, errors = [], 0.0, 0.0, ([], [])
             rng = np.random.default_rng((c.seed, video, 1))  # the random-selection control only
+            labelling = progress.open_bar(len(clips), "labelling clips")
             for i, (clip, start) in enumerate(zip(clips, starts)):
                 labels, rejected, count = clip_labels(track, clip[None], c.labels, rng)
+                labelling.update(1)
                 tracks.append(labels)
                 queried += count
                 kept += labels.shape[1]
@@ -155,6 +158,7 @@ class TrackRefinement(VideoRefinement):
                 if i == 0 and len(self.pictures) < c.pictures:
                     from callbacks.track_pictures import label_picture
                     self.pictures.append(label_picture(clip, labels, rejected))
+            labelling.close()
             stats.update({"queried": queried, "label_tracks": kept, "label_share": kept / max(queried, 1.0)})
             if callable(truth):  # how accurate the kept labels are, against all the teacher's tracks
                 for key, side in zip(("label_ate", "teacher_ate"), errors):

@@ -167,4 +167,4 @@ class VideoRefinement(PerVideoCallback):
                 return self.loss(pl_module, data.batch(step, part))
 
         return minimise(loss_of, params, optimiser, c.steps, accumulate=c.accumulate, schedule=schedule,
-                        scaler=grad_scaler(trainer), grad_clip=c.grad_clip)
+                        scaler=grad_scaler(trainer), grad_clip=c.grad_clip, desc="fine-tuning")

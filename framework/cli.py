@@ -10,11 +10,13 @@ from typing import Callable
 
 import pytorch_lightning as pl
 from pytorch_lightning.accelerators import CPUAccelerator
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities import rank_zero_warn
 
 from framework.config import to_plain
 from framework.errors import UserError
 from framework.io import AtomicCheckpointIO
+from framework.progress import EpochProgressBar
 
 RUN_DIR_ENV = "MOTION_ADAPT_RUN_DIR"
 
@@ -74,6 +76,8 @@ def build_trainer(cfg, run_dir: Path, loggers: list, callbacks: list,
         # Methods with several optimisers (ISO: generator and discriminator) backpropagate losses that
         # each reach only part of the parameters; plain DDP stops on the first such step.
         kwargs["strategy"] = "ddp_find_unused_parameters_true"
+    if kwargs.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks = [*callbacks, EpochProgressBar()]
     try:
         trainer = pl.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks,
                              plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir))

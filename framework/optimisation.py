@@ -12,6 +12,7 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
+from framework import progress
 from framework.errors import UserError
 
 OPTIMISERS = ("adam", "adamw", "sgd", "lbfgs")
@@ -54,7 +55,7 @@ def minimise(loss_of: Callable[[int, int], torch.Tensor], params: list[torch.Ten
              optimiser: torch.optim.Optimizer, steps: int, *, accumulate: int = 1,
              schedule: Optional[torch.optim.lr_scheduler.LRScheduler] = None, scaler=None,
              grad_clip: Optional[float] = None, tolerance: float = 0.0,
-             after_step: Optional[Callable[[int, float], Optional[bool]]] = None) -> list[float]:
+             after_step: Optional[Callable[[int, float], Optional[bool]]] = None, desc: str = "steps") -> list[float]:
     """Minimise ``sum_part loss_of(step, part) / accumulate`` for ``steps`` optimiser steps and
     return every step's loss. L-BFGS instead takes ``steps`` iterations within one ``step`` call
     and returns the loss of every evaluation (its line search evaluates several times an
@@ -65,6 +66,7 @@ def minimise(loss_of: Callable[[int, int], torch.Tensor], params: list[torch.Ten
     ``tolerance`` > 0 stops once the loss changes by less than that fraction of itself;
     ``after_step(step, loss)`` returning True stops too.
     ``scaler`` is the precision plugin's GradScaler (16-mixed), which L-BFGS cannot work with.
+    The steps (L-BFGS: evaluations) and the loss show on a test-time bar named ``desc``.
     """
     lbfgs = isinstance(optimiser, torch.optim.LBFGS)
     if lbfgs and scaler is not None:
@@ -86,44 +88,50 @@ def minimise(loss_of: Callable[[int, int], torch.Tensor], params: list[torch.Ten
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         return torch.tensor(total)
 
-    losses: list[float] = []
-    if lbfgs:
-        for group in optimiser.param_groups:
-            group["max_iter"], group["max_eval"] = steps, steps * 5 // 4
-        def recorded() -> torch.Tensor:
-            loss = closure()
-            losses.append(float(loss))
-            return loss
-
-        if tolerance > 0:
-            with torch.no_grad():
-                start = abs(float(sum(loss_of(0, part) for part in range(accumulate)))) / accumulate
+    with progress.bar(steps * 5 // 4 if lbfgs else steps, desc) as shown:
+        losses: list[float] = []
+        if lbfgs:
             for group in optimiser.param_groups:
-                group["tolerance_change"] = tolerance * max(start, 1e-12)
-        optimiser.step(recorded)
+                group["max_iter"], group["max_eval"] = steps, steps * 5 // 4
+
+            def recorded() -> torch.Tensor:
+                loss = closure()
+                losses.append(float(loss))
+                shown.update(1)
+                shown.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+                return loss
+
+            if tolerance > 0:
+                with torch.no_grad():
+                    start = abs(float(sum(loss_of(0, part) for part in range(accumulate)))) / accumulate
+                for group in optimiser.param_groups:
+                    group["tolerance_change"] = tolerance * max(start, 1e-12)
+            optimiser.step(recorded)
+            optimiser.zero_grad(set_to_none=True)
+            return losses
+        for step in range(steps):
+            if scaler is not None:
+                loss = closure()
+                scaler.unscale_(optimiser)
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                scaler.step(optimiser)
+                scaler.update()
+            else:
+                loss = closure()
+                optimiser.step()
+            if schedule is not None:
+                schedule.step()
+            value = float(loss)
+            losses.append(value)
+            shown.update(1)
+            shown.set_postfix(loss=f"{value:.4g}", refresh=False)
+            if after_step is not None and after_step(step, value):
+                break
+            if tolerance > 0 and len(losses) > 1 and abs(losses[-2] - value) <= tolerance * max(abs(losses[-2]), 1e-12):
+                break
         optimiser.zero_grad(set_to_none=True)
         return losses
-    for step in range(steps):
-        if scaler is not None:
-            loss = closure()
-            scaler.unscale_(optimiser)
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            scaler.step(optimiser)
-            scaler.update()
-        else:
-            loss = closure()
-            optimiser.step()
-        if schedule is not None:
-            schedule.step()
-        value = float(loss)
-        losses.append(value)
-        if after_step is not None and after_step(step, value):
-            break
-        if tolerance > 0 and len(losses) > 1 and abs(losses[-2] - value) <= tolerance * max(abs(losses[-2]), 1e-12):
-            break
-    optimiser.zero_grad(set_to_none=True)
-    return losses
 
 
 def step_groups(losses: dict[str, torch.Tensor], params: dict[str, list[torch.Tensor]],

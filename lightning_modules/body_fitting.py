@@ -92,6 +92,14 @@ def translation_for(points3d: torch.Tensor, points2d: torch.Tensor, weights: tor
     return torch.cat([xy, depth[:, None]], -1)
 
 
+def check_mask_size(batch: dict) -> None:
+    """Part masks are in the crop's pixels: one of another size would be compared at the wrong places."""
+    if "part_mask" in batch and "image" in batch and batch["part_mask"].shape[-2:] != batch["image"].shape[-2:]:
+        h, w = batch["part_mask"].shape[-2:]
+        raise UserError(f"part_mask is {w} x {h} (W x H) but the image is {batch['image'].shape[-1]} x "
+                        f"{batch['image'].shape[-2]}: part masks must be in the crop's pixels")
+
+
 def fit_metric_collection(num_parts: int) -> MetricCollection:
     return MetricCollection({"mpjpe": MPJPE(), "pa_mpjpe": PAMPJPE(), "mpvpe": MPJPE(), "joints2d_error": JointError2D(),
                              "keypoints_error": JointError2D(), "part_iou": PartIoU(num_parts)}, compute_groups=False)
@@ -130,6 +138,7 @@ class BodyFitting(OutputOptimisation):
                                 f"found {', '.join(sorted(batch))}")
         if self.fit_cfg.part_alignment and "part_mask" not in batch:
             raise UserError("model.fit.part_alignment=true needs 'part_mask' in the batch; the data has no part masks")
+        check_mask_size(batch)
 
     def placed(self, pose: torch.Tensor, betas: torch.Tensor, orient: torch.Tensor, batch: dict) -> torch.Tensor:
         """Translations (B, 3) putting the body's keypoints over the 2D ones (weak perspective)."""

@@ -34,8 +34,9 @@ from framework.io import load_checkpoint
 from framework.methods import MethodSpec, register
 from geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rotation_6d, rotation_6d_to_matrix
 from lightning_modules.base import MethodModule
-from lightning_modules.body_fitting import (BodyFitting, FitConfig, fit_metric_collection, to_representation,
-                                            translation_for, upright_orientations, validate_fit_config)
+from lightning_modules.body_fitting import (BodyFitting, FitConfig, check_mask_size, fit_metric_collection,
+                                            to_representation, translation_for, upright_orientations,
+                                            validate_fit_config)
 from lightning_modules.nfprior_losses import keypoint_alignment, part_alignment
 from lightning_modules.pose_prior import REPRESENTATIONS, PosePriorModelConfig, make_prior
 from nets.nf_regressor import MultistageRegressor, RegressorSize, gaussian_heatmaps, heatmap_keypoints, part_targets
@@ -210,6 +211,7 @@ class NFRegressorModule(MethodModule, BodyFitting):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self.check_batch(batch)
+        check_mask_size(batch)
         terms = self.losses(self.net(batch["image"]), batch)
         loss = sum(getattr(self.cfg.weights, k) * v for k, v in terms.items())
         self.log_dict({"train/loss": loss, **{f"train/{k}": v for k, v in terms.items()}},

@@ -102,6 +102,16 @@ def test_bad_settings_are_one_error(prior_ckpt, tmp_path):
                                       "init_from": str(tmp_path / "regressor.ckpt")})
     with pytest.raises(UserError, match="model.weights.prior"):
         NFRegressorModule("nfprior", {**NET, "prior_checkpoint": prior_ckpt, "weights": {"prior": -1}})
+    batch = crops_batch(2)
+    batch["part_mask"] = batch["part_mask"][:, ::2, ::2]
+    with pytest.raises(UserError, match=r"part_mask is 32 x 32 \(W x H\) but the image is 64 x 64"):
+        regressor.training_step(batch, 0)
+    with pytest.raises(UserError, match="part_mask is 32 x 32"):
+        regressor.initial_variables(batch)
+    batch = crops_batch(2)
+    batch["keypoints"][1, 3] = float("nan")
+    with pytest.raises(UserError, match=r"input 'keypoints' contains NaN or Inf \(samples \[1\]\)"):
+        regressor.training_step(batch, 0)
 
 
 def test_train_and_adapt_end_to_end_with_a_prior(prior_ckpt, tmp_path):
