@@ -118,8 +118,8 @@ def run(cfg, spec, ckpt: Path | None, pretrained: str | None, run_dir: Path) -> 
             report["notes"] = notes
         write_json(run_dir / "adaptation_report.json", report)
         if images.get("before") and images.get("after"):
-            from framework.images import log_images, side_by_side
-            pairs = [side_by_side([b, a], ["before", "after"]) for b, a in zip(images["before"], images["after"])]
+            from framework.images import before_after, log_images
+            pairs = [before_after(b, a) for b, a in zip(images["before"], images["after"])]
             log_images(trainer, "pictures/before_after", pairs)
         print(format_table(metrics["before"], metrics["after"]))
         for note in notes:

@@ -5,7 +5,9 @@ A subclass says how to take samples out of a step's outputs and batch
 global rank zero, logs them through :func:`framework.images.log_images` under
 ``pictures/val`` at every validation epoch end (not the sanity check) and
 ``pictures/test{tag}`` at test end, and keeps the last test pictures in
-``test_images`` so adapt.py can put before/after side by side.
+``test_images`` so adapt.py can put before/after side by side. What a subclass's ``reference``
+takes from a sample in the first test pass (e.g. a colour scale) is handed to ``render`` in every
+later test pass, so the before and after pictures of a sample are drawn on one scale.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class SamplePictures(pl.Callback, ABC):
         self.samples: list[Any] = []
         self.val_images: list[np.ndarray] = []
         self.test_images: list[np.ndarray] = []
+        self.references: Optional[list[Any]] = None  # per sample, from the first test pass
         self._warned = False
 
     @abstractmethod
@@ -46,7 +49,12 @@ class SamplePictures(pl.Callback, ABC):
 
     @abstractmethod
     def render(self, pl_module: pl.LightningModule, sample: Any) -> np.ndarray:
-        """One RGB uint8 picture of a sample."""
+        """One RGB uint8 picture of a sample; a subclass whose ``reference`` keeps something takes it as a third
+        argument (it is passed only when there is one)."""
+
+    def reference(self, sample: Any) -> Any:
+        """What the first test pass fixes for this sample's later pictures (e.g. a colour scale); None: nothing."""
+        return None
 
     def caption(self, i: int, sample: Any) -> str:
         return f"sample {i}"
@@ -63,8 +71,12 @@ class SamplePictures(pl.Callback, ABC):
             return
         self.samples.extend(samples)
 
-    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, key: str) -> list[np.ndarray]:
-        images = [self.render(pl_module, s) for s in self.samples]
+    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, key: str,
+             references: Optional[list[Any]] = None) -> list[np.ndarray]:
+        references = list(references or [])[:len(self.samples)]
+        references += [None] * (len(self.samples) - len(references))
+        images = [self.render(pl_module, s) if r is None else self.render(pl_module, s, r)
+                  for s, r in zip(self.samples, references)]
         log_images(trainer, key, images, captions=[self.caption(i, s) for i, s in enumerate(self.samples)])
         self.samples = []
         return images
@@ -92,4 +104,6 @@ class SamplePictures(pl.Callback, ABC):
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not self.samples:
             return
-        self.test_images = self._log(trainer, pl_module, f"pictures/test{self.tag}")
+        if self.references is None:
+            self.references = [self.reference(s) for s in self.samples]
+        self.test_images = self._log(trainer, pl_module, f"pictures/test{self.tag}", self.references)

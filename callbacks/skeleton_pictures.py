@@ -1,14 +1,18 @@
 """Pictures of a few lifted poses, so a run's quality can be judged by eye.
 
-Each picture has three square panels: the 2D input, then the 3D prediction
+Each picture has square panels: the 2D input, then the 3D prediction
 against the ground truth seen from the front (x-y) and from the side (z-y).
 Poses are auto-scaled and centred; both 3D views share one scale so bone
 lengths compare between them. Left limbs are drawn lighter, right limbs darker.
+With ground truth a fourth panel draws each joint's error |prediction - truth|
+as a bar, on the scale of the first test pass and with that pass's errors
+marked, so the small change of an adaptation shows (the poses barely move).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -16,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from framework.errors import UserError
+from framework.images import text_lines
 from callbacks.sample_pictures import SamplePictures, to_numpy
 from geometry.skeletons import H36M17, Skeleton
 
@@ -100,9 +105,70 @@ def put_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, col
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
 
 
+def joint_errors_mm(pred3d: np.ndarray, gt3d: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.asarray(pred3d, np.float64) - np.asarray(gt3d, np.float64), axis=-1) * 1000
+
+
+def round_up(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten at or above ``value``: a scale that reads at a glance."""
+    if not value > 0 or not math.isfinite(value):
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= value * (1 - 1e-9))
+
+
+class ErrorReference(NamedTuple):
+    """The first test pass's joint errors and the bar scale they set, kept for the later passes."""
+    scale_mm: float
+    errors_mm: np.ndarray
+
+
+def error_reference(errors_mm: np.ndarray) -> ErrorReference:
+    return ErrorReference(round_up(float(np.nanmax(errors_mm, initial=0.0))), errors_mm)
+
+
+def render_joint_errors(errors_mm: np.ndarray, skeleton: Skeleton, size: int,
+                        reference: Optional[ErrorReference] = None) -> np.ndarray:
+    """(size, size) panel: one bar per joint, |prediction - truth| in mm, full width at the reference's scale (or
+    this sample's own), the reference's errors marked by a black tick; a bar past full width ends in a black cap."""
+    panel = np.full((size, size, 3), BACKGROUND, dtype=np.uint8)
+    font = max(0.3, 0.4 * size / 256)
+    (_, text_h), _ = cv2.getTextSize("Mg", cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+    line_h = text_h + 6
+    scale = (reference or error_reference(errors_mm)).scale_mm
+    put_text(panel, "joint error (mm)", (6, line_h), font)
+    legend = f"full bar {scale:g} mm" + (", | first pass" if reference is not None else "")
+    legend, legend_font = text_lines(legend, size - 12, font)
+    for i, line in enumerate(legend):
+        put_text(panel, line, (6, size - 8 - (len(legend) - 1 - i) * line_h), legend_font)
+    top, bottom = line_h + 6, size - len(legend) * line_h - 4
+    row = (bottom - top) / skeleton.num_joints
+    name_font = max(0.3, font * 0.8)
+    names = row >= cv2.getTextSize("Mg", cv2.FONT_HERSHEY_SIMPLEX, name_font, 1)[0][1] + 2  # only where legible
+    x0 = 6 + (max(cv2.getTextSize(n[:10], cv2.FONT_HERSHEY_SIMPLEX, name_font, 1)[0][0]
+                  for n in skeleton.joint_names) + 4 if names else 0)
+    x1 = size - 8
+    for j, error in enumerate(errors_mm):
+        y0, y1 = int(top + j * row + 1), max(int(top + (j + 1) * row - 1), int(top + j * row + 1) + 1)
+        if names:
+            put_text(panel, skeleton.joint_names[j][:10], (6, y1), name_font)
+        if np.isfinite(error):
+            length = min(error / scale, 1.0) * (x1 - x0)
+            cv2.rectangle(panel, (x0, y0), (x0 + int(round(length)), y1), joint_color(skeleton, j, PRED_COLORS), -1)
+            if error > scale:
+                cv2.rectangle(panel, (x1 - 2, y0), (x1 + 2, y1), TEXT, -1)
+        if reference is not None and j < len(reference.errors_mm) and np.isfinite(reference.errors_mm[j]):
+            x = x0 + int(round(min(reference.errors_mm[j] / scale, 1.0) * (x1 - x0)))
+            cv2.line(panel, (x, y0 - 1), (x, y1 + 1), TEXT, 1)
+    cv2.rectangle(panel, (0, 0), (size - 1, size - 1), BORDER, 1)
+    return panel
+
+
 def render_pose_panel(pose2d: np.ndarray, pred3d: np.ndarray, gt3d: Optional[np.ndarray] = None,
-                      skeleton: Skeleton = H36M17, size: int = 256) -> np.ndarray:
-    """RGB uint8 picture (size, 3*size, 3): 2D input | front view x-y | side view z-y.
+                      skeleton: Skeleton = H36M17, size: int = 256,
+                      reference: Optional[ErrorReference] = None) -> np.ndarray:
+    """RGB uint8 picture (size, 3*size, 3): 2D input | front view x-y | side view z-y; with ``gt3d`` (size, 4*size, 3),
+    the fourth panel of joint errors (:func:`render_joint_errors`, on ``reference``'s scale when given).
 
     ``pose2d`` is in normalised screen coordinates, ``pred3d``/``gt3d`` in metres
     (camera frame, y down, so the person stands upright in both 3D views).
@@ -154,6 +220,7 @@ def render_pose_panel(pose2d: np.ndarray, pred3d: np.ndarray, gt3d: Optional[np.
         put_text(panels[2], name, (x0 + swatch + 4, y), font)
     if gt3d is not None:
         put_text(panels[1], f"MPJPE {mpjpe_mm(pred3d, gt3d):.1f} mm", (6, size - 8), font)
+        panels.append(render_joint_errors(joint_errors_mm(pred3d, gt3d), skeleton, size, reference))
     return np.ascontiguousarray(np.concatenate(panels, axis=1))
 
 
@@ -179,11 +246,19 @@ class SkeletonPictures(SamplePictures):
         gt3d = to_numpy(batch["pose3d"][:take]) if torch.is_tensor(batch.get("pose3d")) else [None] * take
         return list(zip(pose2d, pred3d, gt3d))
 
-    def render(self, pl_module: pl.LightningModule, sample: Any) -> np.ndarray:
+    def reference(self, sample: Any) -> Optional[ErrorReference]:
+        """The first test pass's joint errors: later passes draw their bars on its scale, its errors marked."""
+        _, pred3d, gt3d = sample
+        if gt3d is None:
+            return None
+        return error_reference(joint_errors_mm(pred3d, gt3d))
+
+    def render(self, pl_module: pl.LightningModule, sample: Any,
+               reference: Optional[ErrorReference] = None) -> np.ndarray:
         skeleton = getattr(pl_module, "skeleton", None)
         if not isinstance(skeleton, Skeleton):
             skeleton = H36M17
-        return render_pose_panel(*sample, skeleton, self.size)
+        return render_pose_panel(*sample, skeleton, self.size, reference)
 
     def caption(self, i: int, sample: Any) -> str:
         _, pred3d, gt3d = sample

@@ -9,10 +9,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from callbacks.flow_pictures import put_label
 from callbacks.sample_pictures import SamplePictures, to_numpy
+from framework.images import put_label
 
 MAX_TRACKS = 64  # drawn per picture, evenly spread over the points
+KEPT_COLOUR, REJECTED_COLOUR = (40, 220, 40), (220, 40, 40)
 
 
 def frame_rgb(frame: Any) -> np.ndarray:
@@ -57,10 +58,14 @@ def label_picture(clip: torch.Tensor, kept: torch.Tensor, rejected: torch.Tensor
     scale = size / frame.shape[0]
     kept_np, rejected_np = to_numpy(kept), to_numpy(rejected)
     kept_np, rejected_np = kept_np[:, spread(kept_np.shape[1])], rejected_np[:, spread(rejected_np.shape[1])]
-    out = draw_tracks(frame, rejected_np, colours=np.tile([[220, 40, 40]], (rejected_np.shape[1], 1)), scale=scale)
-    out = draw_tracks(out, kept_np, colours=np.tile([[40, 220, 40]], (kept_np.shape[1], 1)))
-    share = kept.shape[1] / max(kept.shape[1] + rejected.shape[1], 1)
-    return put_label(out, f"kept {kept.shape[1]} ({100 * share:.0f}%) / rejected {rejected.shape[1]}")
+    out = draw_tracks(frame, rejected_np, colours=np.tile([REJECTED_COLOUR], (rejected_np.shape[1], 1)), scale=scale)
+    out = draw_tracks(out, kept_np * scale, colours=np.tile([KEPT_COLOUR], (kept_np.shape[1], 1)))  # out is scaled
+    return put_label(out, label_caption(kept.shape[1], rejected.shape[1]), [KEPT_COLOUR, REJECTED_COLOUR])
+
+
+def label_caption(kept: int, rejected: int) -> str:
+    """Two lines, each in its tracks' colour: one line would run past a small clip's width."""
+    return f"kept {kept} ({100 * kept / max(kept + rejected, 1):.0f}%)\nrejected {rejected}"
 
 
 def render_track_panel(frames: np.ndarray, pred: np.ndarray, pred_vis: np.ndarray, gt: Optional[np.ndarray],

@@ -76,6 +76,14 @@ def test_video_file_pairs(tmp_path):
     assert abs(float(stepped[0]["image2"][2].mean()) - 40) < 4  # frame 2 of the file
 
 
+def test_footage_knows_the_rate_of_its_kept_frames(tmp_path):
+    path = write_video(tmp_path / "walk.avi")  # written at 10 fps
+    assert UserFootage(path).fps == pytest.approx(10.0)
+    assert UserFootage(path, frame_step=2).fps == pytest.approx(5.0)  # every other frame: half the rate
+    write_folder(tmp_path / "clip", count=3)
+    assert UserFootage(tmp_path / "clip").fps is None  # image files carry no rate
+
+
 def test_bad_footage_names_path_or_option(tmp_path):
     missing = tmp_path / "missing"
     with pytest.raises(UserError, match="missing.*does not exist"):

@@ -41,11 +41,12 @@ def fake_trainer(*loggers, rank_zero: bool = True, step: int = 7):
 def test_render_pose_panel_draws_prediction_and_ground_truth():
     pose2d, pred, gt = random_sample()
     img = render_pose_panel(pose2d, pred, gt, H36M17, size=128)
-    assert img.shape == (128, 3 * 128, 3) and img.dtype == np.uint8
+    assert img.shape == (128, 4 * 128, 3) and img.dtype == np.uint8  # with the joint-error panel
     assert has_color(img, PRED_COLORS.right) and has_color(img, PRED_COLORS.left)
     assert has_color(img, GT_COLORS.centre)
-    # without ground truth only the prediction colours appear
+    # without ground truth only the prediction colours appear, and no error panel
     alone = render_pose_panel(pose2d, pred, None, H36M17, size=128)
+    assert alone.shape == (128, 3 * 128, 3)
     assert has_color(alone, PRED_COLORS.centre) and not has_color(alone, GT_COLORS.centre)
 
 
@@ -183,11 +184,11 @@ def test_skeleton_pictures_end_to_end(tmp_path):
     val = sorted(folder.glob("pictures_val_*.png"))
     # two samples, one validation epoch; the sanity check logged nothing (step 0)
     assert [f.name for f in val] == ["pictures_val_2_0.png", "pictures_val_2_1.png"]
-    assert cv2.imread(str(val[0])).shape == (96, 3 * 96, 3)
+    assert cv2.imread(str(val[0])).shape == (96, 4 * 96, 3)  # 2D input, front, side, joint errors
 
     pictures.tag = "_before"
     trainer.test(module, data, verbose=False)
-    assert len(pictures.test_images) == 2 and pictures.test_images[0].shape == (96, 3 * 96, 3)
+    assert len(pictures.test_images) == 2 and pictures.test_images[0].shape == (96, 4 * 96, 3)
     assert len(list(folder.glob("pictures_test_before_*.png"))) == 2
 
 
@@ -199,15 +200,15 @@ def test_flow_panel_shows_frame_flows_and_error():
     gt = np.zeros((2, 40, 48), np.float32)
     gt[0] = 3.0
     exact = render_flow_panel(image, gt.copy(), gt, None, size=64)
-    assert exact.dtype == np.uint8 and exact.shape[0] == 64 and exact.shape[2] == 3
+    assert exact.dtype == np.uint8 and exact.shape[2] == 3
     wrong = gt.copy()
-    wrong[1, :20] = 4.0  # a 4 px error on the top half
+    wrong[1, 20:] = 4.0  # a 4 px error on the bottom half
     off = render_flow_panel(image, wrong, gt, None, size=64)
-    width = exact.shape[1] // 4
-    assert np.array_equal(exact[:, :width], off[:, :width])  # the frame panel does not change
-    assert not np.array_equal(exact[:, 3 * width:], off[:, 3 * width:])  # the error map does
+    # a 2 x 2 grid: frame | ground truth over error map | prediction
+    assert np.array_equal(exact[:64], off[:64])  # the top row (frame, ground truth) does not change
+    assert not np.array_equal(exact[64 + 4 + 40:64 + 4 + 64], off[64 + 4 + 40:64 + 4 + 64])  # the bottom row does
     only_pred = render_flow_panel(image, gt, None, None, size=64)
-    assert only_pred.shape[1] == 2 * width  # frame and prediction only, without ground truth
+    assert only_pred.shape[0] < exact.shape[0]  # one row, frame and prediction, without ground truth
 
 
 def test_flow_pictures_collects_samples_from_steps():
@@ -217,3 +218,156 @@ def test_flow_pictures_collects_samples_from_steps():
     batch = {"image1": torch.rand(2, 3, 16, 24) * 255, "flow": torch.zeros(2, 2, 16, 24), "valid": torch.ones(2, 16, 24)}
     assert len(cb.extract({"flow": torch.zeros(2, 2, 16, 24)}, batch, 3)) == 2
     assert cb.extract({"pose3d": torch.zeros(2, 17, 3)}, batch, 3) is None
+
+
+# ------------------------------------------------ pictures worth looking at
+def flow_sample(height: int, width: int, flow: np.ndarray, gt=None):
+    image = np.random.default_rng(0).uniform(0, 255, (3, height, width)).astype(np.float32)
+    return image, flow.astype(np.float32), gt, None
+
+
+def test_before_after_stacks_wide_pictures_and_keeps_tall_ones_side_by_side():
+    from framework.images import before_after
+
+    wide, tall = np.zeros((100, 300, 3), np.uint8), np.zeros((300, 100, 3), np.uint8)
+    assert before_after(wide, wide).shape[1] == 300  # one above the other
+    assert before_after(tall, tall).shape[0] == 300 + 24  # side by side under the label bar
+
+
+@pytest.mark.parametrize("height, width", [(64, 96), (96, 128)])  # RAFT quick crops and 4:3 target frames
+def test_flow_before_after_is_a_grid_of_readable_panels(height, width):
+    from callbacks.flow_pictures import render_flow_panel
+    from framework.images import before_after
+
+    gt = np.random.default_rng(1).normal(0, 3, (2, height, width))
+    before = render_flow_panel(*flow_sample(height, width, gt * 0.5, gt), size=256)
+    after = render_flow_panel(*flow_sample(height, width, gt * 0.9, gt), size=256)
+    pair = before_after(before, after)
+    # the old strip of 8 panels was 2732 px wide; now two panels (256 px high) and the error's colour bar
+    panel_width = round(width * 256 / height)
+    assert pair.shape[1] <= 2 * panel_width + 100 and before.shape[0] >= 2 * 256
+
+
+def test_flow_colours_keep_the_first_test_pass_scale():
+    from callbacks.flow_pictures import FlowPictures
+
+    def prediction(fast: float) -> np.ndarray:
+        flow = np.zeros((2, 32, 48))
+        flow[0, 16:] = 3.0  # the bottom half moves 3 px in both passes
+        flow[0, :16] = fast  # the top half's speed sets the prediction's own maximum
+        return flow
+
+    def picture(cb: FlowPictures, fast: float) -> np.ndarray:
+        cb.on_test_epoch_start(fake_trainer(), None)
+        cb.samples = [flow_sample(32, 48, prediction(fast))]  # footage: no ground truth
+        cb.on_test_epoch_end(fake_trainer(), None)
+        return cb.test_images[0]
+
+    cb = FlowPictures(num_samples=1, size=128)
+    before, after = picture(cb, 8.0), picture(cb, 4.0)
+    x = 192 + 4 + 8  # inside the prediction panel (frame 192 px wide, a 4 px gap), left of its centre
+    bottom = slice(90, 120)  # the 3 px half, below the label
+    assert np.array_equal(before[bottom, x:x + 40], after[bottom, x:x + 40])
+    assert len(np.unique(before[bottom, x:x + 40].reshape(-1, 3), axis=0)) == 1  # one colour, not a blank
+    # a fresh callback colours the same 3 px by the second prediction's own maximum
+    alone = picture(FlowPictures(num_samples=1, size=128), 4.0)
+    assert not np.array_equal(alone[bottom, x:x + 40], after[bottom, x:x + 40])
+    # and the scale is written under the grid: its strip changes with the scale
+    assert not np.array_equal(alone[128:], after[128:]) and (after[128:] < 100).any()
+
+
+def test_error_maps_carry_a_colour_bar():
+    from callbacks.flow_pictures import ERROR_COLORMAP, render_flow_panel
+    from framework.images import colour_bar
+
+    lut = cv2.cvtColor(cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None], ERROR_COLORMAP), cv2.COLOR_BGR2RGB)[0]
+
+    def colour(value: int) -> np.ndarray:
+        return lut[value]
+
+    heat = np.zeros((100, 60, 3), np.uint8)
+    barred = colour_bar(heat, ERROR_COLORMAP, 5.0, "px")
+    assert barred.shape[0] == 100 and barred.shape[1] > 60 and (barred[:, :60] == 0).all()
+    ramp = barred[:, 60:]
+    column = ramp[:, np.flatnonzero((ramp == colour(255)).all(-1).any(0))[0]]
+    rows = np.flatnonzero((column == colour(255)).all(-1)), np.flatnonzero((column == colour(0)).all(-1))
+    assert rows[0].size and rows[1].size and rows[0].max() < rows[1].min()  # the top is the saturated end
+    # an exact prediction's error map is all zero, yet the picture shows the full colour range of its bar
+    gt = np.ones((2, 32, 48))
+    picture = render_flow_panel(*flow_sample(32, 48, gt, gt), size=64)
+    shown = sum(has_color(picture, c) for c in lut)
+    assert has_color(picture, colour(255)) and shown > 30  # the bar of a 64 px panel: ~50 rows of colours
+
+
+def test_skeleton_error_bars_keep_the_first_test_pass_scale():
+    pose2d, gt, _ = random_sample(3)
+    rng = np.random.default_rng(4)
+    worse, better = gt + rng.normal(0, 0.08, gt.shape), gt + rng.normal(0, 0.02, gt.shape)
+
+    def picture(cb: SkeletonPictures, pred: np.ndarray) -> np.ndarray:
+        cb.on_test_epoch_start(fake_trainer(), None)
+        cb.samples = [(pose2d, pred, gt)]
+        cb.on_test_epoch_end(fake_trainer(), None)
+        return cb.test_images[0][:, 3 * 128:]  # the joint-error panel
+
+    def bar_pixels(panel: np.ndarray) -> int:
+        return sum(int((panel == np.array(c, np.uint8)).all(-1).sum()) for c in vars(PRED_COLORS).values())
+
+    cb = SkeletonPictures(1, size=128)
+    before, after = bar_pixels(picture(cb, worse)), bar_pixels(picture(cb, better))
+    assert after < 0.5 * before  # a quarter of the error draws clearly shorter bars on the same scale
+    # drawn on its own scale the better prediction's bars would look about as long: the test is sensitive
+    assert bar_pixels(picture(SkeletonPictures(1, size=128), better)) > 0.5 * before
+
+
+def test_pseudo_label_caption_fits_the_picture_on_separate_lines():
+    from callbacks.track_pictures import KEPT_COLOUR, label_caption, label_picture
+    from framework.images import text_lines
+
+    clip = torch.full((4, 3, 64, 40), 100.0)  # a narrow clip: the picture is 192 x 120
+    kept, rejected = torch.full((4, 540, 2), 30.0), torch.full((4, 920, 2), 30.0)
+    kept[..., 1], rejected[..., 1] = 50.0, 55.0
+    picture = label_picture(clip, kept, rejected)
+    assert picture.shape == (192, 120, 3)
+    lines, scale = text_lines(label_caption(540, 920), 120 - 12)
+    assert len(lines) >= 2 and all(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= 108 for t in lines)
+    assert (picture[:, -3:] == 100).all()  # the caption stays off the right edge
+    text_rows = (picture[:60] > 150).any(-1).any(-1)
+    runs = np.flatnonzero(np.diff(text_rows.astype(int)) == 1)
+    assert len(runs) >= 2  # lines of text with an empty row between them: they do not overlap
+    # the kept tracks are drawn where they are (x 30, y 50 of the clip -> 90, 150 of the picture), not shrunk
+    green = np.argwhere((picture[60:] == np.array(KEPT_COLOUR, np.uint8)).all(-1)) + [60, 0]  # below the caption
+    assert len(green) and np.abs(green.mean(0) - [150, 90]).max() < 4
+
+
+def test_overlay_video_plays_at_the_source_rate(tmp_path):
+    from torch.utils.data import default_collate
+
+    from callbacks.track_writer import FPS, TrackWriter
+    from datamodules.readers.footage_tracks import FootageTracks
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64))
+    assert writer.isOpened(), "no MJPG writer on this machine"
+    for t in range(4):
+        writer.write(np.full((64, 64, 3), 40 * t, np.uint8))
+    writer.release()
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for t in range(4):
+        cv2.imwrite(str(folder / f"{t:03d}.png"), np.full((64, 64, 3), 40 * t, np.uint8))
+
+    def written_fps(source, out) -> float:
+        batch = default_collate([FootageTracks(source, grid_spacing=32)[0]])
+        n = batch["queries"].shape[1]
+        outputs = {"trajs": batch["queries"][:, None, :, 1:].repeat(1, 4, 1, 1), "vis": torch.ones(1, 4, n)}
+        TrackWriter(tmp_path / out).write(outputs, batch)
+        capture = cv2.VideoCapture(str(tmp_path / out / "0000.mp4"))
+        try:
+            assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+            return float(capture.get(cv2.CAP_PROP_FPS))
+        finally:
+            capture.release()
+
+    assert written_fps(video, "video") == pytest.approx(25.0, abs=0.01)
+    assert written_fps(folder, "frames") == pytest.approx(FPS)  # a frame folder has no rate: the default

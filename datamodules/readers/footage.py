@@ -5,6 +5,7 @@ a folder of image frames sorted by name (read lazily, sizes checked up front). I
 keys of the benchmark readers (``datamodules.readers.flow_datasets``) minus ``flow`` / ``valid``:
 there is no ground truth. One footage is one video (id 0); item i is the pair (i, i + 1) of the
 kept frames, after keeping every ``frame_step``-th frame and at most ``max_frames`` of them.
+``fps`` is the kept frames' rate (the video's own over ``frame_step``), None for a frame folder.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from datamodules.videos import VideoSpan
 from framework.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
+MAX_FPS = 1000.0  # a container reporting more (or nothing, 0) has no usable rate
 
 
 def _is_int(value) -> bool:
@@ -58,6 +60,7 @@ class UserFootage(Dataset):
             raise UserError(f"{where}: does not exist (give a video file or a folder of image frames)")
         self._files: Optional[list[Path]] = None
         self._decoded: Optional[list[np.ndarray]] = None
+        self.fps: Optional[float] = None
         if self.path.is_dir():
             self.name = self.path.resolve().name
             self._files = self._list_folder(where)
@@ -109,6 +112,9 @@ class UserFootage(Dataset):
             if not capture.isOpened():
                 raise UserError(f"{where}: OpenCV cannot open this file as a video (give a video file or a "
                                 f"folder of image frames)")
+            fps = float(capture.get(cv2.CAP_PROP_FPS))
+            if 0 < fps <= MAX_FPS:
+                self.fps = fps / self.frame_step
             frames, found = [], 0
             while self.max_frames is None or len(frames) < self.max_frames:
                 try:

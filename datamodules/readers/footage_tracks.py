@@ -78,7 +78,8 @@ def read_query_points(path: str | os.PathLike, frames: int, height: int, width: 
 
 
 class FootageTracks(Dataset):
-    """One item: ``frames`` (T, 3, H, W) float32 0..255, ``queries`` (N, 3), ``index`` and ``video`` 0."""
+    """One item: ``frames`` (T, 3, H, W) float32 0..255, ``queries`` (N, 3), ``index`` and ``video`` 0, and for a
+    video file ``fps``, its kept frames' rate (so the overlay video plays at the source's speed)."""
 
     def __init__(self, path: str | os.PathLike, queries: Optional[str] = None, grid_spacing: int = 16,
                  max_frames: Optional[int] = None, frame_step: int = 1, resize: Optional[Sequence[int]] = None,
@@ -105,5 +106,8 @@ class FootageTracks(Dataset):
         if index != 0:
             raise IndexError(f"footage {self.footage.path} is one video; index {index} is out of range")
         frames = torch.stack([self.footage.frame(i) for i in range(len(self.footage.frame_names))])
-        return {"frames": frames, "queries": torch.from_numpy(self.queries),
+        item = {"frames": frames, "queries": torch.from_numpy(self.queries),
                 "index": torch.tensor(0, dtype=torch.int64), "video": torch.tensor(0, dtype=torch.int64)}
+        if self.footage.fps is not None:
+            item["fps"] = torch.tensor(self.footage.fps, dtype=torch.float32)
+        return item
