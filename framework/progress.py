@@ -3,10 +3,12 @@ and bars for the work a test-time callback does before Lightning's test bar move
 video with the teacher, fine-tuning on it, optimising its outputs: minutes inside one test batch).
 
 Test-time bars are tqdm's, the package Lightning's own bars use, drawn on global rank zero while
-the trainer shows a progress bar (``show``), and cleared when their work is done.
+the trainer shows a progress bar and standard error is a terminal (``show``), and cleared when
+their work is done.
 """
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
@@ -29,10 +31,17 @@ class EpochProgressBar(TQDMProgressBar):
         return items
 
 
+def terminal() -> bool:
+    """Whether bars reach a person: in a log file each redraw would be one more line."""
+    return sys.stderr.isatty()
+
+
 def show(trainer: Optional[Any]) -> None:
-    """Draw test-time bars from now on when ``trainer`` shows a progress bar on this rank (None: stop)."""
+    """Draw test-time bars from now on when ``trainer`` shows a progress bar on this rank and
+    standard error is a terminal (None: stop)."""
     global _shown
-    _shown = bool(trainer is not None and trainer.is_global_zero and trainer.progress_bar_callback is not None)
+    _shown = bool(trainer is not None and trainer.is_global_zero and trainer.progress_bar_callback is not None
+                  and terminal())
 
 
 class _Silent:

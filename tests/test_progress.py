@@ -104,6 +104,7 @@ def test_per_video_work_shows_the_videos_and_the_optimisation_stages(monkeypatch
     import tqdm.auto
     bars = Bars()
     monkeypatch.setattr(tqdm.auto, "tqdm", bars)
+    monkeypatch.setattr(progress, "terminal", lambda: True)
     callback = PerVideoOptimisation({"lr": 0.05, "stages": [{"iterations": 20}, {"iterations": 10}]})
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_model_summary=False,
                          callbacks=[callback])
@@ -115,3 +116,8 @@ def test_per_video_work_shows_the_videos_and_the_optimisation_stages(monkeypatch
     assert stages == [("optimising, stage 1/2", 20, 20), ("optimising, stage 2/2", 10, 10)] * 2  # two videos
     assert all(b.closed for b in bars.made)
     assert not progress._shown  # the test ended: bars are off again
+    monkeypatch.setattr(progress, "terminal", lambda: False)  # a log file: no bars
+    bars.made.clear()
+    trainer.test(Toy(smooth=1.0), dataloaders=DataLoader(Targets([0.0, 1.0, 2.0], [0, 0, 1]), batch_size=2),
+                 verbose=False)
+    assert bars.made == []
