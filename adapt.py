@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from framework.cli import apply_threads, build_trainer, run_main, shared_run_dir
 from framework.config import load_config, parse_args
 from framework.errors import UserError
-from framework.io import write_json, write_text
+from framework.io import absolute, write_json, write_text
 from framework.loggers import build_loggers
 from framework.methods import build_module, get_method, load_module, schema_for
 from framework.runs import new_adapt_dir, newest_checkpoint
@@ -108,7 +108,9 @@ def run(cfg, spec, ckpt: Path | None, pretrained: str | None, run_dir: Path) -> 
             images[stage] = list(pictures.test_images)
 
     if trainer.is_global_zero:
-        report = {"method": cfg.method, "checkpoint": str(ckpt or pretrained), "before": metrics["before"],
+        report = {"method": cfg.method, "run": absolute(run_dir),
+                  "checkpoint": absolute(ckpt or pretrained) if Path(str(ckpt or pretrained)).expanduser().exists()
+                  else str(pretrained), "before": metrics["before"],
                   "after": metrics["after"], "seconds": seconds, "adaptation": adaptation.settings()}
         summary = adaptation.summary()
         notes = adaptation.notes() + label_free_warnings(metrics["before"], metrics["after"])

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from framework.cli import apply_threads, build_trainer, run_main, shared_run_dir
 from framework.config import load_config, parse_args
-from framework.io import write_json, write_text
+from framework.io import absolute, write_json, write_text
 from framework.loggers import build_loggers
 from framework.methods import build_module, get_method, schema_for
 from framework.runs import BEST, CHECKPOINTS, LAST, new_run_dir, resume_target
@@ -67,8 +67,8 @@ def train(argv: list[str]) -> int:
     if trainer.is_global_zero:
         metrics = {k.split("/", 1)[1]: float(v) for k, v in (results[0] if results else {}).items()}
         write_json(run_dir / "metrics.json", {
-            "method": cfg.method, "run": str(run_dir), "test_domain": "source",
-            "best_checkpoint": best, "last_checkpoint": last,
+            "method": cfg.method, "run": absolute(run_dir), "test_domain": "source",
+            "best_checkpoint": absolute(best), "last_checkpoint": absolute(last),
             "test": metrics})
         print("source-domain test: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     return 0

@@ -12,7 +12,7 @@ import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -36,6 +36,11 @@ def _current_umask() -> int:
         umask = os.umask(0o022)
         os.umask(umask)
     return umask
+
+
+def absolute(path: Optional[str | os.PathLike]) -> Optional[str]:
+    """The absolute form of a path for a report (None stays None): a report is read from anywhere."""
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:

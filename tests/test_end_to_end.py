@@ -4,6 +4,7 @@ import json
 import math
 import os
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lightning_modules.iso import ISOModule
-from tests.commands import METRICS, cli, report, sha256, subdirs, tree_digest
+from tests.commands import METRICS, ROOT, cli, report, sha256, subdirs, tree_digest
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +80,8 @@ def test_adapt_finds_the_checkpoint_reports_and_leaves_it_untouched(trained):
 
     adapt_dir = trained.out / "iso" / "quick_adapt"
     rep = report(adapt_dir)
-    assert set(rep) == {"method", "checkpoint", "before", "after", "seconds", "adaptation"}
-    assert rep["method"] == "iso" and rep["checkpoint"] == str(best)
+    assert set(rep) == {"method", "run", "checkpoint", "before", "after", "seconds", "adaptation"}
+    assert rep["method"] == "iso" and rep["checkpoint"] == str(best) and rep["run"] == str(adapt_dir)
     assert finite_metrics(rep["before"]) and finite_metrics(rep["after"])
     assert rep["after"]["mpjpe"] != rep["before"]["mpjpe"]  # adaptation changed the predictions
     assert set(rep["seconds"]) == {"before", "after"} and all(v > 0 for v in rep["seconds"].values())
@@ -101,9 +102,10 @@ def test_adapt_finds_the_checkpoint_reports_and_leaves_it_untouched(trained):
 def test_adapt_uses_the_checkpoint_given_by_path(trained, tmp_path):
     last = trained.run / "checkpoints" / "last.ckpt"
     digest = sha256(last)
-    cli("adapt.py", tmp_path, f"ckpt={last}")  # nothing trained under tmp_path: only the path can work
+    # nothing trained under tmp_path: only the path can work; both paths relative, the report's absolute
+    cli("adapt.py", Path(os.path.relpath(tmp_path, ROOT)), f"ckpt={os.path.relpath(last, ROOT)}")
     rep = report(tmp_path / "iso" / "quick_adapt")
-    assert rep["checkpoint"] == str(last)
+    assert rep["checkpoint"] == str(last.resolve()) and rep["run"] == str((tmp_path / "iso" / "quick_adapt").resolve())
     assert finite_metrics(rep["before"]) and finite_metrics(rep["after"])
     assert sha256(last) == digest
 
