@@ -19,7 +19,7 @@ seconds per instance (prior.yaml's schedule). Results: benchmarks/results/nfprio
 ``regressor``: per seed, the NF-latent prior of table1, the small regressor of
 ``benchmarks/nfprior_regressor.yaml`` fully supervised on studio crops (FS), and its weakly
 supervised continuation on the street's train crops (FS+WS: 2D keypoints and part masks only).
-Then on 16 street test videos of 16 consecutive frames, from their ground-truth 2D keypoints and
+Then on 8 street test videos of 16 consecutive frames, from their ground-truth 2D keypoints and
 part masks: the networks' predictions, refined per crop from the prediction (OPT, KA or KA+BA),
 and refined per video (windows of 4, 8 or 16 frames started from the per-crop fits, the shape
 tied; with the smoothness at 50x the prior, and without it as the control). MPJPE, PA-MPJPE,
@@ -208,7 +208,7 @@ def regressor(args: argparse.Namespace) -> None:
 
 
 def regressor_markdown(result: dict) -> str:
-    lines = [f"# NF-prior regressor on the synthetic street crops ({len(result['seeds'])} seeds, 16 videos x 16 "
+    lines = [f"# NF-prior regressor on the synthetic street crops ({len(result['seeds'])} seeds, 8 videos x 16 "
              f"consecutive frames each, from their true 2D keypoints and part masks)", "",
              "| rows | MPJPE (mm) | PA-MPJPE (mm) | MPVPE (mm) | 2D error (px) | part IoU (%) | s |",
              "|---|---|---|---|---|---|---|"]
