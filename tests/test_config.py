@@ -62,3 +62,24 @@ def test_overrides_reach_into_lists_and_open_sections():
     assert cfg.data.target.people.noise == 2.0 and cfg.data.target.people.preset == "street"
     with pytest.raises(UserError, match=r"override 'adaptation.pose.stages.3.iterations': no such list entry"):
         load_config([quick], ["adaptation.pose.stages.3.iterations=7"], schema_for)
+
+
+def overlays():
+    """Every config file: a method's base configs alone, every other file over its default.yaml."""
+    for folder in sorted((ROOT / "configs").iterdir()):
+        files = sorted(folder.glob("*.yaml"))
+        bases = [f for f in files if f.stem in ("default", "quick") or "prior" in f.stem]
+        for f in files:
+            yield pytest.param([str(f)] if f in bases else [str(folder / "default.yaml"), str(f)],
+                               id=f"{folder.name}/{f.stem}")
+
+
+@pytest.mark.parametrize("files", list(overlays()))
+def test_every_config_file_loads(files):
+    """A shipped config with a stale or misspelt key would fail on a user's first run."""
+    from omegaconf import OmegaConf
+    merged = OmegaConf.merge(*(OmegaConf.load(f) for f in files))
+    fill = [f"{key}=/data" for key in sorted(OmegaConf.missing_keys(merged))]  # the roots a user gives
+    cfg = load_config(files, fill, schema_for)
+    folder = Path(files[-1]).parent.name  # configs/nfprior holds the prior's stage too
+    assert cfg.method == folder or (folder, cfg.method) == ("nfprior", "pose_prior")
