@@ -160,7 +160,9 @@ def train_regressors(args, seed: int) -> dict[str, str]:
     common = [f"seed={seed}", f"data.seed={seed}", f"model.prior_checkpoint={prior}", *args.overrides]
     fs = train_run(REGRESSOR_CONFIGS, f"fs_s{seed}", work, common, args.reuse)
     ws = train_run(REGRESSOR_CONFIGS, f"ws_s{seed}", work, common + WEAK + [f"model.init_from={fs}"], args.reuse)
-    return {"prior": str(prior), "fs": str(fs), "ws": str(ws)}
+    # the weak stage has no target 3D to choose an epoch by (its validation is the source's, which it
+    # drifts from): its fixed schedule's last epoch, as the paper trains it
+    return {"prior": str(prior), "fs": str(fs), "ws": str(ws.parent / "last.ckpt")}
 
 
 def regressor(args: argparse.Namespace) -> None:
