@@ -1,13 +1,15 @@
 """Pairing the dual network's two branches before the integration network merges them (Cheng,
-Wang, Tan): the top-down branch gives a pose per detected box, the bottom-up branch a pose per
-group of its joint tags; the same person should be merged, everyone else passed on as is.
+Wang, Tan, eq. 5-6): the top-down branch gives a pose per detected box, the bottom-up branch a
+pose per group of its joint tags; the same person should be merged, everyone else passed on as is.
 
 Similarity of a top-down pose a and a bottom-up pose b: sum over joints k of
-min(c_a,k, c_b,k) x OKS_k, where OKS_k = exp(-d_k^2 / (2 s^2 kappa_k^2)) is COCO's keypoint
-similarity (d_k the image distance, s the person's scale, kappa_k the per-joint constant);
-a joint either branch is unsure of counts for little. Pairs are the one-to-one assignment of
-largest total similarity (scipy's ``linear_sum_assignment``); a pair whose similarity is below
-``min_similarity`` is two people, each unmatched.
+min(c_a,k, c_b,k) x OKS_k, where OKS_k = exp(-d_k^2 / (2 s^2 sigma_k^2)) is COCO's keypoint
+similarity with d_k the distance between the joints; a joint either branch is unsure of counts
+for little. The paper measures d in the camera frame (both branches' poses are camera-centred 3D,
+metres, s and sigma then in metres too); image poses (pixels, s the person's size) work alike.
+Pairs are the one-to-one assignment of largest total similarity (scipy's
+``linear_sum_assignment``); a pair whose similarity is not above ``min_similarity`` is two people,
+each unmatched.
 """
 from __future__ import annotations
 
@@ -33,19 +35,21 @@ class BranchPairs(NamedTuple):
 
 
 def pose_similarity(top_down: torch.Tensor, top_down_confidence: torch.Tensor, bottom_up: torch.Tensor,
-                    bottom_up_confidence: torch.Tensor, scale: torch.Tensor,
-                    kappa: tuple[float, ...] = H36M17_KAPPA) -> torch.Tensor:
-    """(P, J, 2), (P, J), (Q, J, 2), (Q, J), (P,) the top-down people's scales (px) -> (P, Q)."""
+                    bottom_up_confidence: torch.Tensor, scale: float | torch.Tensor,
+                    sigma: float | tuple[float, ...] = H36M17_KAPPA) -> torch.Tensor:
+    """(P, J, D), (P, J), (Q, J, D), (Q, J), the scale s (a number or (P,) per top-down person, in the
+    poses' unit), sigma (one number or one per joint) -> (P, Q)."""
     p, j = top_down.shape[:2]
-    if top_down.shape[-1] != 2 or bottom_up.shape[1:] != (j, 2) or top_down_confidence.shape != (p, j) \
-            or bottom_up_confidence.shape != bottom_up.shape[:2] or scale.shape != (p,) or len(kappa) != j:
-        raise UserError(f"pose similarity: top-down poses (P, J, 2) with confidences (P, J) and scales (P,), "
-                        f"bottom-up poses (Q, J, 2) with confidences (Q, J), {len(kappa)} joint constants; got "
-                        f"{tuple(top_down.shape)}, {tuple(top_down_confidence.shape)}, {tuple(scale.shape)}, "
-                        f"{tuple(bottom_up.shape)}, {tuple(bottom_up_confidence.shape)}")
-    k = torch.as_tensor(kappa, dtype=top_down.dtype, device=top_down.device)
+    scale = torch.as_tensor(scale, dtype=top_down.dtype, device=top_down.device).expand(p)
+    sigma = torch.as_tensor(sigma, dtype=top_down.dtype, device=top_down.device).expand(j)
+    if bottom_up.shape[1:] != top_down.shape[1:] or top_down_confidence.shape != (p, j) \
+            or bottom_up_confidence.shape != bottom_up.shape[:2]:
+        raise UserError(f"pose similarity: top-down poses (P, J, D) with confidences (P, J), bottom-up poses "
+                        f"(Q, J, D) with confidences (Q, J); got {tuple(top_down.shape)}, "
+                        f"{tuple(top_down_confidence.shape)}, {tuple(bottom_up.shape)}, "
+                        f"{tuple(bottom_up_confidence.shape)}")
     d2 = ((top_down[:, None] - bottom_up[None]) ** 2).sum(-1)  # (P, Q, J)
-    oks = torch.exp(-d2 / (2 * scale[:, None, None] ** 2 * k ** 2))
+    oks = torch.exp(-d2 / (2 * scale[:, None, None] ** 2 * sigma ** 2))
     weight = torch.minimum(top_down_confidence[:, None], bottom_up_confidence[None])
     return (weight * oks).sum(-1)
 

@@ -46,6 +46,16 @@ def test_matching_pairs_one_to_one_and_passes_the_rest_through():
     assert empty.pairs == [] and empty.bottom_up_only == [0, 1]
 
 
+def test_camera_frame_poses_pair_as_the_paper_measures_them():
+    g = torch.Generator().manual_seed(2)
+    shape = torch.randn(17, 3, generator=g) * 0.3
+    td = torch.stack([shape + torch.tensor([-1.0, 0.0, 5.0]), shape + torch.tensor([1.0, 0.0, 6.0])])
+    bu = td.flip(0) + 0.02  # the same two people, 2 cm off, in the other order
+    sim = pose_similarity(td, torch.ones(2, 17), bu, torch.ones(2, 17), scale=1.0, sigma=0.1)
+    assert sorted(match_branches(sim, min_similarity=1.0).pairs) == [(0, 1), (1, 0)]
+    assert float(sim[0, 1]) == pytest.approx(17 * math.exp(-3 * 0.02 ** 2 / (2 * 0.1 ** 2)), rel=1e-5)
+
+
 def test_bad_shapes_are_one_error():
     with pytest.raises(UserError, match="pose similarity: top-down poses"):
         pose_similarity(poses([(0, 0)]), torch.ones(1, 16), poses([(0, 0)]), torch.ones(1, 17), torch.ones(1))
