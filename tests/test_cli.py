@@ -30,3 +30,16 @@ def test_lightning_tips_are_dropped_and_real_messages_kept(caplog):
         log.info("💡 Tip: For seamless cloud logging, try installing litlogger")
         log.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
     assert [r.getMessage() for r in caplog.records] == ["`Trainer.fit` stopped: `max_epochs=1` reached."]
+
+
+def test_a_corrupt_video_gives_our_error_and_no_ffmpeg_chatter(tmp_path):
+    import subprocess
+    import sys
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(bytes(range(256)) * 20)  # not a video
+    code = ("from datamodules.readers.footage import UserFootage\n"
+            "from framework.errors import UserError\n"
+            f"try:\n    UserFootage({str(bad)!r})\nexcept UserError as e:\n    print(e)\n")
+    from tests.commands import ROOT
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "clip.mp4" in proc.stdout and "moov atom" not in proc.stderr and proc.stderr.strip() == ""
