@@ -37,7 +37,7 @@ def build_loggers(cfg, run_dir: Path, name: str = "") -> list[Logger]:
             if mode == "auto":
                 mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
             if mode not in ("online", "offline", "disabled"):
-                raise UserError(f"logger.wandb.mode must be auto, online, offline or disabled, not {mode!r}")
+                raise UserError(f"logger.wandb.mode: must be one of auto, online, offline, disabled, got {mode!r}")
             loggers.append(WandbLogger(project=w.project, entity=w.entity, save_dir=str(run_dir),
                                        name=f"{cfg.run_name}{'-' + name if name else ''}", mode=mode,
                                        tags=list(w.tags), config=to_plain(cfg)))

@@ -43,3 +43,17 @@ def test_a_corrupt_video_gives_our_error_and_no_ffmpeg_chatter(tmp_path):
     from tests.commands import ROOT
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "clip.mp4" in proc.stdout and "moov atom" not in proc.stderr and proc.stderr.strip() == ""
+
+
+def test_logger_settings_are_checked_in_the_common_format(tmp_path):
+    from framework.config import load_config
+    from framework.errors import UserError
+    from framework.loggers import build_loggers
+    from framework.methods import schema_for
+    from tests.commands import QUICK
+    for override, message in (("logger.kinds=[csv,carrier_pigeon]", "logger.kinds: unknown logger 'carrier_pigeon'"),
+                              ("logger.wandb.mode=loud",
+                               "logger.wandb.mode: must be one of auto, online, offline, disabled, got 'loud'")):
+        cfg = load_config([QUICK], [override, "logger.kinds=[wandb]" if "mode" in override else override], schema_for)
+        with pytest.raises(UserError, match=message):
+            build_loggers(cfg, tmp_path)
