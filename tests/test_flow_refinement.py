@@ -299,7 +299,7 @@ def test_adapt_py_refines_raft_end_to_end(tmp_path, raft_checkpoint):
     cli("adapt.py", tmp_path, f"ckpt={raft_checkpoint}", "data.test_videos=2", config=RAFT_QUICK, tiny=RAFT_TINY)
     run = tmp_path / "raft" / "quick_adapt"
     result = report(run)
-    assert set(result) - {"notes"} == {"method", "checkpoint", "before", "after", "seconds", "adaptation"}
+    assert set(result) - {"notes"} == {"method", "run", "checkpoint", "before", "after", "seconds", "adaptation"}
     assert {"epe", "1px", "3px", "5px"} <= set(result["before"]) == set(result["after"])
     assert result["adaptation"]["objective"] == "pseudo_labels" and result["adaptation"]["finetune"]["steps"] == 2
     videos = result["adaptation"]["summary"]["videos"]
