@@ -211,9 +211,9 @@ def test_per_video_fitting_ties_the_shape_and_smooths_the_motion():
              "index": torch.arange(frames), "video": torch.zeros(frames, dtype=torch.int64)}
     weights = {"keypoints": 1.0, "prior": 1.0, "shape": 1.0}
     each = fitted_video(module, batch, PerInstanceOptimisation({"lr": 0.05, "stages": [
-        {"iterations": 300, "weights": weights}]}))
+        {"iterations": 150, "weights": weights}]}))
     video = fitted_video(module, batch, PerVideoOptimisation({"lr": 0.05, "frames_first": True, "window": 8, "stages": [
-        {"iterations": 300, "weights": {**weights, "smoothness": 50.0}}]}))
+        {"iterations": 150, "weights": {**weights, "smoothness": 50.0}}]}))
     assert torch.all(video["betas"] == video["betas"][:1]) and not torch.all(each["betas"] == each["betas"][:1])
 
     def jitter(out):  # the latent motion's squared steps, eq. 12
