@@ -328,7 +328,7 @@ class PerInstanceOptimisation(_OptimisingCallback, TestTimeCallback):
             return
         pl_module.check_batch(batch)
         with grad_enabled(), frozen_weights(pl_module):
-            variables = self.optimise_instances(trainer, pl_module, autograd_copy(batch), self.cfg)
+            variables = self.optimise_instances(trainer, pl_module, pl_module.evidence(autograd_copy(batch)), self.cfg)
         with torch.no_grad(), autocast(trainer):
             batch[ADAPTED_OUTPUTS] = pl_module.variable_outputs(variables, batch)
 
@@ -369,6 +369,8 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
 
     def prepare_video(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, Any]:
         frames = autograd_copy(whole_video(trainer, video, pl_module.device))
+        with torch.no_grad():
+            evidence = pl_module.evidence(frames)
         if "index" not in frames:
             raise UserError("per-video optimisation matches rows by their 'index', but the test data has none")
         began, size = time.perf_counter(), batch_size_of(frames)
@@ -376,7 +378,7 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
         step = self.cfg.window or size
         outputs, finals, wins, iterations = [], [], [], []
         for lo in range(0, size, step):
-            window = slice_batch(frames, lo, min(lo + step, size))
+            window = slice_batch(evidence, lo, min(lo + step, size))
             with grad_enabled(), frozen_weights(pl_module):
                 starts = self.window_starts(trainer, pl_module, window)
                 terms_of = video_terms(pl_module, window)

@@ -74,6 +74,12 @@ class OutputOptimisation(ABC):
     def variable_outputs(self, variables: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
         """The outputs the variables stand for, with the keys ``predict`` returns."""
 
+    def evidence(self, batch: dict) -> dict:
+        """The batch the terms are fitted to: the batch itself by default; a module may put its own
+        estimates in place of the data's labels (the NF-prior regressor's predicted keypoints and
+        part masks). Scores still read the original batch."""
+        return batch
+
     #: variables that stand for one value per video problem (a body's shape), not one per frame:
     #: per-video optimisation holds each as (1, ...) and hands every frame the same row
     tied_variables: tuple[str, ...] = ()

@@ -76,6 +76,9 @@ class NFRegressorModelConfig:
     weight_decay: float = 1e-4
     fit: FitConfig = field(default_factory=FitConfig)
     starts: str = "prediction"  # test-time starts: prediction | zero (four headings) | both
+    # what refinement fits: labels (the data's keypoints and part masks) | predicted (the network's own
+    # keypoints, weighted by their confidence, and its part segmentation: the paper's 3DPW refinement)
+    evidence: str = "labels"
     init_from: Optional[str] = None  # an nfprior checkpoint whose network starts this training (the weak stage)
 
 
@@ -106,7 +109,8 @@ class NFRegressorModule(MethodModule, BodyFitting):
         self.cfg = c = NFRegressorModelConfig(**{**model, "fit": FitConfig(**model.get("fit", {})),
                                                  "weights": RegressorWeights(**model.get("weights", {}))})
         check(c, "model", output=OneOf(("latent", "ambient")), supervision=OneOf(("full", "weak")),
-              starts=OneOf(("prediction", "zero", "both")), width=at_least(1), convs=at_least(1), stages=at_least(1))
+              starts=OneOf(("prediction", "zero", "both")), evidence=OneOf(("labels", "predicted")), width=at_least(1),
+              convs=at_least(1), stages=at_least(1))
         for term, w in vars(c.weights).items():
             if not w >= 0:
                 raise UserError(f"model.weights.{term}: must be >= 0, got {w}")
@@ -244,6 +248,18 @@ class NFRegressorModule(MethodModule, BodyFitting):
         if self.cfg.starts in ("zero", "both"):
             starts += super().initial_variables(batch)
         return starts
+
+    def evidence(self, batch: dict) -> dict:
+        """``model.evidence=predicted``: the network's keypoints (weighted by confidence) and part
+        segmentation (upsampled to the crop, nearest) in place of the labels."""
+        if self.cfg.evidence == "labels":
+            return batch
+        with torch.no_grad():
+            out = self.net(batch["image"])
+            keypoints, confidence = heatmap_keypoints(out["heatmaps"], batch["image"].shape[-1] / out["heatmaps"].shape[-1])
+            parts = F.interpolate(out["part_logits"].argmax(1, keepdim=True).float(), size=batch["image"].shape[-2:],
+                                  mode="nearest")[:, 0].long()
+        return {**batch, "keypoints": keypoints.float(), "keypoint_visible": confidence.float(), "part_mask": parts}
 
     def predict(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.variable_outputs(self.predicted_variables(batch), batch)

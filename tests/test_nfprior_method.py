@@ -86,6 +86,32 @@ def test_refinement_starts_from_the_prediction_and_can_add_four_headings(prior_c
     assert ambient.initial_variables(batch)[0]["pose"].shape == (2, module.prior.dim)  # mapped into the latent
 
 
+def test_refinement_can_fit_the_networks_own_keypoints_and_parts(prior_ckpt):
+    from callbacks.output_optimisation import PerInstanceOptimisation
+    from callbacks.test_time import ADAPTED_OUTPUTS
+    labels = NFRegressorModule("nfprior", {**NET, "prior_checkpoint": prior_ckpt}).eval()
+    module = NFRegressorModule("nfprior", {**NET, "prior_checkpoint": prior_ckpt, "evidence": "predicted"}).eval()
+    module.load_state_dict(labels.state_dict())
+    batch = crops_batch(2, domain="target")
+    assert labels.evidence(batch) is batch
+    seen = module.evidence(batch)
+    assert seen["part_mask"].shape == batch["part_mask"].shape and seen["keypoint_visible"].dtype == torch.float32
+    assert not torch.equal(seen["keypoints"], batch["keypoints"]) and torch.equal(seen["image"], batch["image"])
+
+    def fitted(m):
+        rows = dict(batch)
+        callback = PerInstanceOptimisation({"lr": 0.05, "stages": [{"iterations": 60}]})
+        callback.on_test_start(pl.Trainer(accelerator="cpu", logger=False), m)
+        callback.on_test_batch_start(pl.Trainer(accelerator="cpu", logger=False), m, rows, 0)
+        return rows[ADAPTED_OUTPUTS]["keypoints2d"]
+
+    weight = seen["keypoint_visible"][..., None]
+    distance = lambda a, b: float(((a - b).norm(dim=-1, keepdim=True) * weight).sum() / weight.sum())  # noqa: E731
+    # each fit lands nearer the evidence it was given
+    assert distance(fitted(module), seen["keypoints"]) < distance(fitted(labels), seen["keypoints"])
+    assert distance(fitted(labels), batch["keypoints"]) < distance(fitted(module), batch["keypoints"])
+
+
 def test_bad_settings_are_one_error(prior_ckpt, tmp_path):
     with pytest.raises(UserError, match="model.prior_checkpoint: .*nowhere.ckpt does not exist; train the prior"):
         NFRegressorModule("nfprior", {**NET, "prior_checkpoint": str(tmp_path / "nowhere.ckpt")})
@@ -102,6 +128,8 @@ def test_bad_settings_are_one_error(prior_ckpt, tmp_path):
                                       "init_from": str(tmp_path / "regressor.ckpt")})
     with pytest.raises(UserError, match="model.weights.prior"):
         NFRegressorModule("nfprior", {**NET, "prior_checkpoint": prior_ckpt, "weights": {"prior": -1}})
+    with pytest.raises(UserError, match="model.evidence"):
+        NFRegressorModule("nfprior", {**NET, "prior_checkpoint": prior_ckpt, "evidence": "guesses"})
     batch = crops_batch(2)
     batch["part_mask"] = batch["part_mask"][:, ::2, ::2]
     with pytest.raises(UserError, match=r"part_mask is 32 x 32 \(W x H\) but the image is 64 x 64"):
