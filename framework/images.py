@@ -91,42 +91,36 @@ def log_images(trainer, key: str, images: list[np.ndarray], step: Optional[int] 
                 write_pngs(folder, key, images, step)
 
 
-def side_by_side(images: list[np.ndarray], labels: list[str], bar: int = 24, gap: int = 4) -> np.ndarray:
-    """Pictures padded to one height, placed left to right, each with its label in a bar on top."""
+def _labelled(images: list[np.ndarray], labels: list[str], axis: int, bar: int, gap: int, what: str) -> np.ndarray:
+    """Pictures each under a label bar, padded to a common size across ``axis`` and joined along it
+    (1: left to right, 0: top to bottom) with grey gaps between."""
     if not images:
-        raise UserError("side_by_side: no images")
+        raise UserError(f"{what}: no images")
     if len(labels) != len(images):
-        raise UserError(f"side_by_side: {len(labels)} labels for {len(images)} images")
-    images = [check_rgb(img, f"side_by_side image {i}") for i, img in enumerate(images)]
-    height = max(img.shape[0] for img in images)
-    columns = []
+        raise UserError(f"{what}: {len(labels)} labels for {len(images)} images")
+    images = [check_rgb(img, f"{what} image {i}") for i, img in enumerate(images)]
+    height = max(img.shape[0] for img in images) if axis == 1 else None
+    width = max(img.shape[1] for img in images) if axis == 0 else None
+    cells = []
     for img, label in zip(images, labels):
         h, w = img.shape[:2]
-        column = np.full((bar + height, w, 3), BACKGROUND, dtype=np.uint8)
-        column[bar:bar + h] = img
-        cv2.putText(column, str(label), (4, bar - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, LABEL_COLOR, 1, cv2.LINE_AA)
-        columns.append(column)
-        columns.append(np.full((bar + height, gap, 3), 200, dtype=np.uint8))
-    return np.ascontiguousarray(np.concatenate(columns[:-1], axis=1))
+        cell = np.full((bar + (height or h), width or w, 3), BACKGROUND, dtype=np.uint8)
+        cell[bar:bar + h, :w] = img
+        cv2.putText(cell, str(label), (4, bar - 7), FONT, 0.5, LABEL_COLOR, 1, cv2.LINE_AA)
+        cells.append(cell)
+        gap_shape = (cell.shape[0], gap, 3) if axis == 1 else (gap, cell.shape[1], 3)
+        cells.append(np.full(gap_shape, GAP_COLOR, dtype=np.uint8))
+    return np.ascontiguousarray(np.concatenate(cells[:-1], axis=axis))
+
+
+def side_by_side(images: list[np.ndarray], labels: list[str], bar: int = 24, gap: int = 4) -> np.ndarray:
+    """Pictures padded to one height, placed left to right, each with its label in a bar on top."""
+    return _labelled(images, labels, 1, bar, gap, "side_by_side")
 
 
 def stacked(images: list[np.ndarray], labels: list[str], bar: int = 24, gap: int = 4) -> np.ndarray:
     """Pictures padded to one width, placed top to bottom, each with its label in a bar on top."""
-    if not images:
-        raise UserError("stacked: no images")
-    if len(labels) != len(images):
-        raise UserError(f"stacked: {len(labels)} labels for {len(images)} images")
-    images = [check_rgb(img, f"stacked image {i}") for i, img in enumerate(images)]
-    width = max(img.shape[1] for img in images)
-    rows = []
-    for img, label in zip(images, labels):
-        h, w = img.shape[:2]
-        row = np.full((bar + h, width, 3), BACKGROUND, dtype=np.uint8)
-        row[bar:, :w] = img
-        cv2.putText(row, str(label), (4, bar - 7), FONT, 0.5, LABEL_COLOR, 1, cv2.LINE_AA)
-        rows.append(row)
-        rows.append(np.full((gap, width, 3), GAP_COLOR, dtype=np.uint8))
-    return np.ascontiguousarray(np.concatenate(rows[:-1], axis=0))
+    return _labelled(images, labels, 0, bar, gap, "stacked")
 
 
 def before_after(before: np.ndarray, after: np.ndarray, labels: tuple[str, str] = ("before", "after")) -> np.ndarray:
