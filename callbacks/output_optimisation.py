@@ -369,7 +369,7 @@ class PerVideoOptimisation(_OptimisingCallback, PerVideoCallback):
 
     def prepare_video(self, trainer: pl.Trainer, pl_module, video: int, rows: dict) -> dict[str, Any]:
         frames = autograd_copy(whole_video(trainer, video, pl_module.device))
-        with torch.no_grad():
+        with grad_enabled(), torch.no_grad():  # out of the test loop's inference mode: the fit takes gradients
             evidence = pl_module.evidence(frames)
         if "index" not in frames:
             raise UserError("per-video optimisation matches rows by their 'index', but the test data has none")

@@ -112,6 +112,21 @@ def test_refinement_can_fit_the_networks_own_keypoints_and_parts(prior_ckpt):
     assert distance(fitted(labels), batch["keypoints"]) < distance(fitted(module), batch["keypoints"])
 
 
+def test_per_video_refinement_fits_predicted_evidence_inside_the_test_loop(prior_ckpt):
+    from torch.utils.data import DataLoader
+    from callbacks.output_optimisation import PerVideoOptimisation
+    module = NFRegressorModule("nfprior", {**NET, "prior_checkpoint": prior_ckpt, "evidence": "predicted",
+                                           "fit": {"part_alignment": True}})
+    dm = PeopleCropsDataModule({"target": {"size": 64, "crops_per_video": 3, "people": {"preset": "street", **PEOPLE}},
+                                "test_videos": 1}, test_domain="target")
+    callback = PerVideoOptimisation({"lr": 0.05, "frames_first": True, "stages": [
+        {"iterations": 5, "weights": {"smoothness": 5.0}}]})
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[callback])
+    trainer.test(module, dataloaders=DataLoader(dm.domain_dataset("target", "test"), batch_size=2), verbose=False)
+    assert [(v["frames"], v["windows"]) for v in callback.summary()["videos"]] == [(3, 1)]
+
+
 def test_bad_settings_are_one_error(prior_ckpt, tmp_path):
     with pytest.raises(UserError, match="model.prior_checkpoint: .*nowhere.ckpt does not exist; train the prior"):
         NFRegressorModule("nfprior", {**NET, "prior_checkpoint": str(tmp_path / "nowhere.ckpt")})
