@@ -226,7 +226,8 @@ def regressor(args: argparse.Namespace) -> None:
 
 def regressor_markdown(result: dict) -> str:
     lines = [f"# NF-prior regressor on the synthetic street crops ({len(result['seeds'])} seeds, 8 videos x 16 "
-             f"consecutive frames each; refined on their true 2D keypoints and part masks, *_pred_* rows on the network's own)", "",
+             f"consecutive frames each; refined on their true 2D keypoints and part masks, *_pred_* rows on "
+             f"the network's own)", "",
              "| rows | MPJPE (mm) | PA-MPJPE (mm) | MPVPE (mm) | 2D error (px) | part IoU (%) | s |",
              "|---|---|---|---|---|---|---|"]
     for v, s in result["summary"].items():
