@@ -21,6 +21,7 @@ import numpy as np
 import pytorch_lightning as pl
 
 from callbacks.output_writer import OutputWriter
+from callbacks.per_video import test_dataset
 from callbacks.people_pictures import part_colours
 from framework.images import png_bytes
 from framework.io import atomic_write
@@ -38,8 +39,7 @@ class BodyWriter(OutputWriter):
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.module, self.dataset = pl_module, trainer.test_dataloaders.dataset if not isinstance(
-            trainer.test_dataloaders, (list, tuple)) else trainer.test_dataloaders[0].dataset
+        self.module, self.dataset = pl_module, test_dataset(trainer)
         super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def name(self, index: int) -> str:

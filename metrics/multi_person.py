@@ -24,7 +24,7 @@ then averages) and the per-sequence breakdown.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -227,10 +227,7 @@ class MultiPersonScores(Metric):
 
 def pooled_scores(frames: Sequence[tuple[dict, dict]], max_distance: float = float("inf")) -> dict[str, float]:
     """The scores of a list of (pred, truth) frames pooled as one sequence (numpy inputs)."""
-    rows, ranked = [], []
-    for pred, truth in frames:
-        row, hits = frame_scores(pred, truth, max_distance)
-        rows.append(row)
-        ranked.append(hits)
-    return scores_of(np.sum(rows, 0), np.concatenate(ranked) if ranked else np.zeros((0, 2)))
+    scored = [frame_scores(pred, truth, max_distance) for pred, truth in frames]
+    return scores_of(np.sum([row for row, _ in scored], 0),
+                     np.concatenate([hits for _, hits in scored]) if scored else np.zeros((0, 2)))
 
